@@ -1,0 +1,44 @@
+# ntmlab: `make run` trains the default model and tracks it in MLflow; `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+UI_PORT ?= 5000
+
+# Pipelines and `mlflow run --env-manager local` must find the venv's python first.
+export PATH := $(BIN):$(PATH)
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+
+.PHONY: venv run test test-fast lint format ui clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: venv
+	mlflow run . --env-manager local
+
+test: venv
+	python -m pytest -m "slow or not slow"
+
+test-fast: venv
+	python -m pytest
+
+lint: venv
+	ruff check .
+	ruff format --check .
+
+format: venv
+	ruff check --fix .
+	ruff format .
+
+ui: venv
+	mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host 127.0.0.1 --port $(UI_PORT)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,252 @@
+"""Synthetic algorithmic tasks (Graves et al. 2014, section 4) and one LightningDataModule.
+
+Every task produces a :class:`SequenceBatch` ``(inputs [B,T,I], targets [B,T,O], mask [B,T])``;
+``mask`` marks the steps whose output is scored, so every model trains on every task the same way.
+
+Batching of variable lengths:
+
+* **training**: every batch draws *one* length and all its sequences share it. No step is
+  wasted on padding, which roughly halves the cost of a batch versus padding to the longest.
+* **validation / test**: sequences of different lengths are padded *at the end* and the mask
+  covers each item's own output window. Padding after the output window cannot change a causal
+  model's outputs inside it, so scores equal those of unpadded sequences. The validation set is
+  sorted by length before it is cut into batches to keep that padding small.
+
+All data is a pure function of ``(seed, stream, index)``: batch ``k`` of the training stream is
+the same whatever happened before it, which makes runs reproducible and resumable.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+TRAIN_STREAM, VAL_STREAM, TEST_STREAM, PLOT_STREAM = 0, 1, 2, 3
+
+
+class SequenceBatch(NamedTuple):
+    """Inputs ``[B,T,I]``, targets ``[B,T,O]`` and a boolean mask ``[B,T]`` of scored steps."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    mask: torch.Tensor
+
+
+def seeded_generator(*key: int) -> torch.Generator:
+    """A CPU generator whose state is a hash of ``key``: independent streams, no collisions."""
+    state = np.random.SeedSequence([int(k) for k in key]).generate_state(1, dtype=np.uint64)[0]
+    generator = torch.Generator()
+    generator.manual_seed(int(state))
+    return generator
+
+
+class SyntheticTask(ABC):
+    """A task generator. ``length`` is the task's difficulty knob (sequence length, items...)."""
+
+    name: str = ""
+    input_width: int
+    output_width: int
+
+    def __init__(self, min_len: int, max_len: int) -> None:
+        if min_len < 1:
+            raise ValueError(f"min_len must be >= 1, got {min_len}")
+        if max_len < min_len:
+            raise ValueError(f"min_len ({min_len}) must not exceed max_len ({max_len})")
+        self.min_len = min_len
+        self.max_len = max_len
+
+    def sample_lengths(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """Lengths drawn uniformly from the training range ``[min_len, max_len]``."""
+        return torch.randint(self.min_len, self.max_len + 1, (count,), generator=generator)
+
+    def check_length(self, length: int) -> None:
+        """Raise ``ValueError`` for a length this task cannot generate (e.g. a test length)."""
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise ValueError(f"{self.name}: lengths must be positive integers, got {length!r}")
+
+    @abstractmethod
+    def generate(self, lengths: torch.Tensor, generator: torch.Generator) -> SequenceBatch:
+        """One batch with per-item ``lengths`` (int64 ``[B]``), padded at the end."""
+
+
+class CopyTask(SyntheticTask):
+    """Copy (Graves et al. 2014, 4.1): read random bit vectors, then a delimiter, then recall.
+
+    Layout for a sequence of length ``L`` (``T = 2L + 1`` steps): steps ``0..L-1`` carry the
+    vectors on channels ``0..bits-1``; step ``L`` carries the delimiter on channel ``bits``;
+    steps ``L+1..2L`` are blank inputs whose targets are the vectors in order.
+    """
+
+    name = "copy"
+
+    def __init__(self, bits: int = 8, min_len: int = 1, max_len: int = 20) -> None:
+        super().__init__(min_len, max_len)
+        if bits < 1:
+            raise ValueError(f"bits must be >= 1, got {bits}")
+        self.bits = bits
+        self.input_width = bits + 1
+        self.output_width = bits
+
+    def generate(self, lengths: torch.Tensor, generator: torch.Generator) -> SequenceBatch:
+        lengths = lengths.to(torch.int64)
+        batch, longest = lengths.numel(), int(lengths.max())
+        steps = 2 * longest + 1
+        vectors = torch.randint(0, 2, (batch, longest, self.bits), generator=generator).float()
+        present = torch.arange(longest)[None, :] < lengths[:, None]
+        vectors = vectors * present[..., None]
+
+        inputs = torch.zeros(batch, steps, self.input_width)
+        inputs[:, :longest, : self.bits] = vectors
+        inputs[torch.arange(batch), lengths, self.bits] = 1.0
+
+        # target step t of item b repeats vector j = t - L_b - 1 when 0 <= j < L_b
+        source = torch.arange(steps)[None, :] - lengths[:, None] - 1
+        mask = (source >= 0) & (source < lengths[:, None])
+        index = source.clamp(0, longest - 1)[..., None].expand(batch, steps, self.bits)
+        targets = torch.gather(vectors, 1, index) * mask[..., None]
+        return SequenceBatch(inputs, targets, mask)
+
+
+TASKS: dict[str, type[SyntheticTask]] = {"copy": CopyTask}
+
+
+def build_task(name: str, **options: int) -> SyntheticTask:
+    """Instantiate a task by name with its options (e.g. ``bits``, ``min_len``, ``max_len``)."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
+    return TASKS[name](**options)
+
+
+class _EpochIndexSampler(Sampler[int]):
+    """Yields the *global* batch indices of one epoch; Lightning calls ``set_epoch``."""
+
+    def __init__(self, batches_per_epoch: int) -> None:
+        self.batches_per_epoch = batches_per_epoch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        start = self.epoch * self.batches_per_epoch
+        return iter(range(start, start + self.batches_per_epoch))
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+
+class _TrainStream(Dataset):
+    """Batch ``k`` of an endless, seeded stream; every batch has one shared length."""
+
+    def __init__(self, task: SyntheticTask, batch_size: int, seed: int) -> None:
+        self.task, self.batch_size, self.seed = task, batch_size, seed
+
+    def __len__(self) -> int:  # endless: the sampler decides which indices exist
+        return 2**62
+
+    def __getitem__(self, index: int) -> SequenceBatch:
+        generator = seeded_generator(self.seed, TRAIN_STREAM, index)
+        length = self.task.sample_lengths(1, generator)
+        return self.task.generate(length.expand(self.batch_size), generator)
+
+
+class _FixedBatches(Dataset):
+    """A list of ready batches (validation or test sets)."""
+
+    def __init__(self, batches: list[SequenceBatch]) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> SequenceBatch:
+        return self.batches[index]
+
+
+def make_fixed_set(
+    task: SyntheticTask,
+    lengths: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+) -> list[SequenceBatch]:
+    """Sort ``lengths``, cut them into batches and generate each (padding stays small)."""
+    ordered = torch.sort(lengths).values
+    return [task.generate(chunk, generator) for chunk in torch.split(ordered, batch_size)]
+
+
+class SyntheticDataModule(pl.LightningDataModule):
+    """Seeded train stream, fixed validation set, and one test set per test length."""
+
+    def __init__(
+        self,
+        task: SyntheticTask,
+        batch_size: int = 16,
+        batches_per_epoch: int = 100,
+        val_size: int = 1000,
+        eval_batch_size: int = 500,
+        test_lengths: Sequence[int] = (),
+        test_size: int = 1000,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("batch_size", batch_size),
+            ("batches_per_epoch", batches_per_epoch),
+            ("val_size", val_size),
+            ("eval_batch_size", eval_batch_size),
+            ("test_size", test_size),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        for length in test_lengths:
+            task.check_length(length)
+        self.task = task
+        self.batch_size = batch_size
+        self.batches_per_epoch = batches_per_epoch
+        self.val_size = val_size
+        self.eval_batch_size = eval_batch_size
+        self.test_lengths = tuple(test_lengths)
+        self.test_size = test_size
+        self.seed = seed
+        self._val: list[SequenceBatch] | None = None
+
+    def val_batches(self) -> list[SequenceBatch]:
+        """The fixed validation set (lengths from the training range), built once."""
+        if self._val is None:
+            generator = seeded_generator(self.seed, VAL_STREAM)
+            lengths = self.task.sample_lengths(self.val_size, generator)
+            self._val = make_fixed_set(self.task, lengths, self.eval_batch_size, generator)
+        return self._val
+
+    def test_batches(self, length: int) -> list[SequenceBatch]:
+        """``test_size`` sequences of exactly ``length``, seeded by the length."""
+        self.task.check_length(length)
+        generator = seeded_generator(self.seed, TEST_STREAM, length)
+        lengths = torch.full((self.test_size,), length, dtype=torch.int64)
+        return make_fixed_set(self.task, lengths, self.eval_batch_size, generator)
+
+    def plot_example(self) -> SequenceBatch:
+        """One validation-distribution sequence of the longest training length, for figures."""
+        generator = seeded_generator(self.seed, PLOT_STREAM)
+        return self.task.generate(torch.tensor([self.task.max_len]), generator)
+
+    def train_dataloader(self) -> DataLoader:
+        stream = _TrainStream(self.task, self.batch_size, self.seed)
+        return DataLoader(
+            stream, batch_size=None, sampler=_EpochIndexSampler(self.batches_per_epoch)
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(_FixedBatches(self.val_batches()), batch_size=None)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [
+            DataLoader(_FixedBatches(self.test_batches(length)), batch_size=None)
+            for length in self.test_lengths
+        ]

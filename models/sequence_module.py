@@ -1,0 +1,108 @@
+"""LightningModule shell for bit-sequence tasks: any ``inputs -> logits`` core trains here.
+
+It owns the training recipe (masked BCE, optimizer, gradient clipping) and the metrics, and
+nothing about a particular task or tracking backend.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from models.metrics import BitErrorRate, masked_bce_loss, wrong_bits_per_sequence
+
+OPTIMIZERS = ("rmsprop", "adam")
+CLIP_ALGORITHMS = ("norm", "value", "none")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced NaN/inf: stop loudly instead of training on garbage."""
+
+
+class SequenceModule(pl.LightningModule):
+    """Trains a sequence core on ``(inputs, targets, mask)`` batches.
+
+    Args:
+        model: a ``torch.nn.Module`` mapping ``[B,T,I]`` inputs to ``[B,T,O]`` logits.
+        optimizer: ``rmsprop`` (with momentum, as in Graves et al. 2014) or ``adam``.
+        lr: learning rate.
+        momentum: RMSprop momentum (ignored by Adam).
+        rmsprop_alpha: RMSprop smoothing constant.
+        clip_algorithm: ``norm`` (global gradient norm), ``value`` (element-wise) or ``none``.
+        clip_value: threshold for the chosen clipping.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Literal["rmsprop", "adam"] = "rmsprop",
+        lr: float = 1e-4,
+        momentum: float = 0.9,
+        rmsprop_alpha: float = 0.95,
+        clip_algorithm: Literal["norm", "value", "none"] = "norm",
+        clip_value: float = 10.0,
+    ) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS}")
+        if clip_algorithm not in CLIP_ALGORITHMS:
+            raise ValueError(f"unknown clip_algorithm {clip_algorithm!r}; choose {CLIP_ALGORITHMS}")
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self.val_errors = BitErrorRate()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        inputs, targets, mask = batch
+        logits = self.model(inputs)
+        loss = masked_bce_loss(logits, targets, mask)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({loss.item()}) at step {self.global_step}; "
+                "lower the learning rate or tighten gradient clipping"
+            )
+        bits_per_seq = wrong_bits_per_sequence(logits, targets, mask).float().mean()
+        batch_size = inputs.shape[0]
+        self.log("train_loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train_bits_per_seq", bits_per_seq, prog_bar=True, batch_size=batch_size)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        inputs, targets, mask = batch
+        logits = self.model(inputs)
+        scored_bits = int(mask.sum()) * targets.shape[-1]
+        loss = masked_bce_loss(logits, targets, mask)
+        # weighting by scored bits makes the epoch value the mean over all scored bits
+        self.log("val_loss", loss, batch_size=scored_bits, sync_dist=True)
+        self.val_errors.update(logits, targets, mask)
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self.val_errors.compute()
+        self.log("val_bits_per_seq", scores["bits_per_seq"].float(), prog_bar=True)
+        self.log("val_bit_acc", scores["bit_acc"].float())
+        self.val_errors.reset()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        if hp.optimizer == "adam":
+            return torch.optim.Adam(self.parameters(), lr=hp.lr)
+        return torch.optim.RMSprop(
+            self.parameters(), lr=hp.lr, momentum=hp.momentum, alpha=hp.rmsprop_alpha
+        )
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ):
+        """Clip with the module's own recipe so a checkpoint carries how it was trained."""
+        hp = self.hparams
+        if hp.clip_algorithm != "none":
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=hp.clip_value,
+                gradient_clip_algorithm=hp.clip_algorithm,
+            )

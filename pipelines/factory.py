@@ -1,0 +1,63 @@
+"""Name -> object: builds tasks, data modules and models from a validated TrainConfig."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from datamodules.synthetic import SyntheticDataModule, SyntheticTask, build_task
+from models.lstm import LSTMSequenceModel
+from models.sequence_module import SequenceModule
+from pipelines.config import ConfigError
+from pipelines.train_config import DataConfig, ModelConfig, TrainConfig
+
+
+def make_task(data: DataConfig) -> SyntheticTask:
+    """The task generator named by ``data.task``; generator errors become ConfigErrors."""
+    try:
+        return build_task(data.task, bits=data.bits, min_len=data.min_len, max_len=data.max_len)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+
+
+def make_datamodule(config: TrainConfig, task: SyntheticTask) -> SyntheticDataModule:
+    data = config.data
+    try:
+        return SyntheticDataModule(
+            task,
+            batch_size=data.batch_size,
+            batches_per_epoch=data.batches_per_epoch,
+            val_size=data.val_size,
+            eval_batch_size=data.eval_batch_size,
+            test_lengths=data.test_lengths,
+            test_size=data.test_size,
+            seed=config.seed,
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+
+
+def make_core(model: ModelConfig, input_width: int, output_width: int) -> nn.Module:
+    """The pure ``torch.nn.Module`` for ``model.name``."""
+    if model.name == "lstm":
+        return LSTMSequenceModel(
+            input_width, output_width, hidden_size=model.hidden_size, num_layers=model.num_layers
+        )
+    raise ConfigError(f"--model: {model.name!r} is not a sequence model")
+
+
+def make_module(config: TrainConfig, task: SyntheticTask) -> SequenceModule:
+    core = make_core(config.model, task.input_width, task.output_width)
+    optim = config.optim
+    return SequenceModule(
+        core,
+        optimizer=optim.optimizer,
+        lr=optim.lr,
+        momentum=optim.momentum,
+        rmsprop_alpha=optim.rmsprop_alpha,
+        clip_algorithm=optim.clip_algorithm,
+        clip_value=optim.clip_value,
+    )
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())

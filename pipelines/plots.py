@@ -1,0 +1,87 @@
+"""Matplotlib figures of what a model does, and a callback that logs them while training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures go to files, never to a window
+
+import matplotlib.pyplot as plt
+import pytorch_lightning as pl
+import torch
+from matplotlib.figure import Figure
+
+from datamodules.synthetic import SequenceBatch
+
+LogFigure = Callable[[Figure, str], None]
+
+
+def _heatmap(axis, matrix: torch.Tensor, title: str, ylabel: str, vmin=0.0, vmax=1.0):
+    image = axis.imshow(
+        matrix.detach().cpu().float().numpy(),
+        aspect="auto",
+        interpolation="nearest",
+        cmap="viridis",
+        vmin=vmin,
+        vmax=vmax,
+    )
+    axis.set_title(title)
+    axis.set_ylabel(ylabel)
+    return image
+
+
+def sequence_figure(example: SequenceBatch, outputs: torch.Tensor, title: str) -> Figure:
+    """Input, target and output (probabilities) of one sequence, time on the x axis.
+
+    Unscored output steps are greyed out so the eye reads only what is scored.
+    """
+    inputs, targets, mask = (tensor[0] for tensor in example)
+    probabilities = outputs[0].detach().cpu().float()
+    masked = probabilities.masked_fill(~mask.cpu()[:, None], float("nan"))
+    figure, axes = plt.subplots(3, 1, figsize=(10, 6.5), sharex=True, constrained_layout=True)
+    _heatmap(axes[0], inputs.T, "input", "channel")
+    _heatmap(axes[1], targets.T, "target", "bit")
+    image = _heatmap(axes[2], masked.T, "output (scored steps)", "bit")
+    axes[2].set_facecolor("0.85")
+    axes[2].set_xlabel("time step")
+    figure.colorbar(image, ax=axes, label="value / probability", shrink=0.8)
+    figure.suptitle(title)
+    return figure
+
+
+class SequenceFigureLogger(pl.Callback):
+    """Logs :func:`sequence_figure` for a fixed example every ``every_n_val`` validations."""
+
+    def __init__(self, example: SequenceBatch, log_figure: LogFigure, every_n_val: int = 5) -> None:
+        self.example = example
+        self.log_figure = log_figure
+        self.every_n_val = every_n_val
+        self._validations = 0
+
+    def draw(self, module: pl.LightningModule, title: str) -> Figure:
+        was_training = module.training
+        module.eval()
+        with torch.no_grad():
+            logits = module(self.example.inputs.to(module.device))
+        module.train(was_training)
+        return sequence_figure(self.example, torch.sigmoid(logits), title)
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        self._validations += 1
+        if self._validations % self.every_n_val:
+            return
+        step = trainer.global_step
+        self._log(self.draw(module, f"validation example, step {step}"), f"val_step_{step:07d}")
+
+    def _log(self, figure: Figure, name: str) -> None:
+        try:
+            self.log_figure(figure, f"plots/{name}.png")
+        finally:
+            plt.close(figure)
+
+    def log_final(self, module: pl.LightningModule, step: int) -> None:
+        self._log(self.draw(module, f"validation example, final (step {step})"), "final_example")

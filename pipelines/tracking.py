@@ -1,0 +1,128 @@
+"""Binding pipelines to MLflow: which store, which run, and how a run ends.
+
+A pipeline either continues the run that ``mlflow run`` started (``MLFLOW_RUN_ID``) or starts
+its own in the task's experiment. Whatever happens inside, the run never stays RUNNING:
+FINISHED on success, KILLED on Ctrl-C, FAILED (with an ``error`` tag) on any other exception.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+from pytorch_lightning.loggers import MLFlowLogger
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RUN_ID_ENV = "MLFLOW_RUN_ID"
+ERROR_TAG = "error"
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the project's ``sqlite:///<root>/mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+
+
+def _local_artifact_root(uri: str) -> str | None:
+    """For a local sqlite store, keep artifacts beside the database (not in the cwd)."""
+    match = re.fullmatch(r"sqlite:///(.+)", uri)
+    if not match:
+        return None
+    return (Path(match.group(1)).resolve().parent / "mlartifacts").as_uri()
+
+
+def ensure_experiment(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created (artifacts beside a local db) when missing."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    root = _local_artifact_root(client.tracking_uri)
+    location = f"{root}/{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}" if root else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:4000]
+
+
+@contextmanager
+def tracked_run(
+    experiment_name: str, run_name: str, tags: dict[str, str] | None = None, nested: bool = False
+) -> Iterator[mlflow.ActiveRun]:
+    """Open (or continue) a run and guarantee it ends with an honest status.
+
+    The run is named ``<run_name>-<first 8 chars of its id>``. Its id is exported as
+    ``MLFLOW_RUN_ID`` so worker processes (e.g. DDP ranks) bind to the same run.
+    """
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    inherited = os.environ.get(RUN_ID_ENV) if not nested else None
+    if inherited:
+        run = mlflow.start_run(run_id=inherited)
+    else:
+        experiment_id = ensure_experiment(client, experiment_name)
+        run = mlflow.start_run(experiment_id=experiment_id, nested=nested)
+    run_id = run.info.run_id
+    mlflow.set_tags({"mlflow.runName": f"{run_name}-{run_id[:8]}", **(tags or {})})
+    previous_env = os.environ.get(RUN_ID_ENV)
+    if not nested:
+        os.environ[RUN_ID_ENV] = run_id
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.set_tag(ERROR_TAG, "interrupted by the user")
+        mlflow.end_run(status="KILLED")
+        raise
+    except BaseException as error:
+        mlflow.set_tag(ERROR_TAG, _error_text(error))
+        mlflow.end_run(status="FAILED")
+        raise
+    else:
+        mlflow.end_run(status="FINISHED")
+    finally:
+        if not nested:
+            if previous_env is None:
+                os.environ.pop(RUN_ID_ENV, None)
+            else:
+                os.environ[RUN_ID_ENV] = previous_env
+
+
+def fail_inherited_run(message: str) -> None:
+    """End the run ``mlflow run`` started as FAILED (used when input is rejected up front)."""
+    run_id = os.environ.get(RUN_ID_ENV)
+    if not run_id:
+        return
+    try:
+        client = MlflowClient(tracking_uri())
+        client.set_tag(run_id, ERROR_TAG, message[:4000])
+        client.set_terminated(run_id, status="FAILED")
+    except Exception as error:  # the message to the user matters more than the tag
+        print(f"warning: could not mark run {run_id} FAILED: {error}", file=sys.stderr)
+
+
+class RunBoundLogger(MLFlowLogger):
+    """An MLFlowLogger that logs into an existing run and leaves ending it to the pipeline.
+
+    Lightning's logger terminates the run in ``finalize``; the pipeline still logs the model,
+    figures and test metrics after ``fit``, and owns the final status.
+    """
+
+    def __init__(self, run: mlflow.ActiveRun) -> None:
+        super().__init__(
+            experiment_name=mlflow.get_experiment(run.info.experiment_id).name,
+            tracking_uri=tracking_uri(),
+            run_id=run.info.run_id,
+            log_model=False,
+        )
+
+    def finalize(self, status: str = "success") -> None:
+        """Leave the run open; the pipeline ends it."""
+
+    def log_hyperparams(self, params: Any) -> None:
+        """Params are logged once, flattened, by the pipeline."""

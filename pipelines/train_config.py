@@ -1,0 +1,74 @@
+"""The train pipeline's config schema: the one place its parameters and their bounds live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipelines.config import ConfigError, option
+
+MODEL_NAMES = ("lstm",)
+SEQUENCE_TASKS = ("copy",)
+TASK_NAMES = SEQUENCE_TASKS
+
+
+@dataclass
+class ModelConfig:
+    name: str = option("lstm", "model to train", cli="model", choices=MODEL_NAMES)
+    hidden_size: int = option(256, "LSTM units per layer", min=1, models=("lstm",))
+    num_layers: int = option(3, "stacked LSTM layers", min=1, models=("lstm",))
+
+
+@dataclass
+class DataConfig:
+    task: str = option("copy", "task to train on", cli="task", choices=TASK_NAMES)
+    bits: int = option(8, "width of each bit vector", min=1)
+    min_len: int = option(1, "shortest training sequence", min=1)
+    max_len: int = option(20, "longest training sequence", min=1)
+    batch_size: int = option(16, "sequences per training batch", min=1)
+    batches_per_epoch: int = option(200, "training batches between validations", min=1)
+    val_size: int = option(1000, "sequences in the fixed validation set", min=1)
+    eval_batch_size: int = option(500, "sequences per validation/test batch", min=1)
+    test_lengths: tuple[int, ...] = option(
+        (20, 40, 80, 120), "comma-separated lengths evaluated after training", min=1
+    )
+    test_size: int = option(1000, "sequences per test length", min=1)
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = option("adam", "optimizer", choices=("adam", "rmsprop"))
+    lr: float = option(1e-3, "learning rate", min=0.0, exclusive_min=True)
+    momentum: float = option(0.9, "RMSprop momentum", min=0.0, max=1.0)
+    rmsprop_alpha: float = option(0.95, "RMSprop smoothing constant", min=0.0, max=1.0)
+    clip_algorithm: str = option("norm", "gradient clipping", choices=("norm", "value", "none"))
+    clip_value: float = option(10.0, "clipping threshold", min=0.0, exclusive_min=True)
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = option(10_000, "stop after this many optimizer steps", min=1)
+    max_minutes: float = option(60.0, "stop after this many minutes", min=0.0, exclusive_min=True)
+    log_every_n_steps: int = option(25, "log training metrics every n steps", min=1)
+    plot_every_n_val: int = option(5, "log a figure every n validations (and at the end)", min=1)
+    accelerator: str = option("auto", "Lightning accelerator (cpu, gpu, auto, ...)")
+    devices: str = option("auto", "Lightning devices (auto, a count, or a list like 0,1)")
+    num_nodes: int = option(1, "nodes for multi-node training", min=1)
+    strategy: str = option("auto", "Lightning strategy (auto, ddp, ...)")
+    precision: str = option("32-true", "Lightning precision (32-true, bf16-mixed, ...)")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = option(0, "seed for weights and data", min=0)
+    experiment_name: str | None = option(None, "MLflow experiment (default: the task name)")
+
+    def check(self) -> None:
+        """Cross-field rules that single-field bounds cannot express."""
+        if self.data.min_len > self.data.max_len:
+            raise ConfigError(
+                f"--min_len ({self.data.min_len}) must not exceed --max_len ({self.data.max_len})"
+            )

@@ -1,0 +1,82 @@
+"""`mlflow run .` end to end: the way users start the pipelines."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, artifact_paths, subprocess_env
+
+pytestmark = pytest.mark.slow
+
+MLFLOW = str(Path(sys.executable).parent / "mlflow")
+TINY = {
+    "max_steps": "40",
+    "batches_per_epoch": "20",
+    "hidden_size": "16",
+    "num_layers": "1",
+    "test_lengths": "5,10",
+}
+
+
+def mlflow_run(tracking_uri: str, params: dict[str, str], entry: str = "main", timeout=300):
+    command = [MLFLOW, "run", str(ROOT), "--env-manager", "local", "-e", entry]
+    command += ["--experiment-name", "e2e"]
+    for key, value in params.items():
+        command += ["-P", f"{key}={value}"]
+    return subprocess.run(
+        command,
+        env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_main_entry_point_finishes_a_tracked_run(tracking_uri, client):
+    done = mlflow_run(tracking_uri, TINY)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.name"] == "lstm"
+    assert run.data.params["trainer.max_steps"] == "40"
+    assert {"val_bits_per_seq", "train_loss", "bit_acc_L10", "param_count"} <= set(run.data.metrics)
+    files = set(artifact_paths(client, run.info.run_id))
+    assert "checkpoints/best.ckpt" in files and "checkpoints/last.ckpt" in files
+    assert "plots/final_example.png" in files
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"model": "foo"}, "--model: 'foo' is not allowed; choose one of: lstm"),
+        ({"hidden_size": "-5"}, "--hidden_size: must be >= 1, got -5"),
+        ({"min_len": "9", "max_len": "4"}, "--min_len (9) must not exceed --max_len (4)"),
+        ({"max_steps": "many"}, "argument --max_steps: expected an integer, got 'many'"),
+    ],
+)
+def test_bad_parameters_fail_the_run_with_one_clear_line(tracking_uri, client, params, message):
+    done = mlflow_run(tracking_uri, params)
+    assert done.returncode != 0
+    assert f"train: error: {message}" in done.stderr
+    assert "Traceback" not in done.stderr
+    (run,) = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])
+    assert run.info.status == "FAILED"
+    assert message in run.data.tags["error"]
+
+
+def test_pipeline_process_exits_2_on_bad_input(tracking_uri, client):
+    """The command MLflow runs exits 2 and fails the run it was handed (MLFLOW_RUN_ID)."""
+    run = client.create_run(client.create_experiment("handed"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.train", "--model", "foo"],
+        env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_RUN_ID=run.info.run_id),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("train: error: --model: 'foo'")
+    assert client.get_run(run.info.run_id).info.status == "FAILED"

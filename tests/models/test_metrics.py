@@ -1,0 +1,54 @@
+import math
+
+import torch
+
+from models.metrics import (
+    BitErrorRate,
+    masked_bce_loss,
+    scored_bits_per_sequence,
+    wrong_bits_per_sequence,
+)
+
+
+def _example():
+    # two sequences, 3 steps, 2 bits; only the last two steps are scored
+    targets = torch.tensor(
+        [[[0, 0], [1, 0], [0, 1]], [[0, 0], [1, 1], [0, 0]]], dtype=torch.float32
+    )
+    mask = torch.tensor([[False, True, True], [False, True, True]])
+    # logits > 0 predict 1. Sequence 0: one wrong bit; sequence 1: three wrong bits;
+    # the unscored first step is wrong everywhere and must not count.
+    logits = torch.tensor(
+        [[[5.0, 5.0], [2.0, -2.0], [-3.0, -1.0]], [[5.0, 5.0], [-1.0, -1.0], [4.0, -4.0]]]
+    )
+    return logits, targets, mask
+
+
+def test_wrong_bits_count_only_scored_steps():
+    logits, targets, mask = _example()
+    assert wrong_bits_per_sequence(logits, targets, mask).tolist() == [1, 3]
+    assert scored_bits_per_sequence(targets, mask).tolist() == [4, 4]
+
+
+def test_bit_error_rate_aggregates_over_batches():
+    logits, targets, mask = _example()
+    metric = BitErrorRate()
+    metric.update(logits[:1], targets[:1], mask[:1])
+    metric.update(logits[1:], targets[1:], mask[1:])
+    scores = metric.compute()
+    assert math.isclose(float(scores["bits_per_seq"]), 2.0)  # (1 + 3) / 2 sequences
+    assert math.isclose(float(scores["bit_acc"]), 1 - 4 / 8)
+
+
+def test_masked_bce_is_mean_over_scored_bits():
+    logits, targets, mask = _example()
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[:, 1:], targets[:, 1:], reduction="mean"
+    )
+    assert torch.allclose(masked_bce_loss(logits, targets, mask), expected)
+
+
+def test_perfect_prediction_scores_zero_errors():
+    _, targets, mask = _example()
+    logits = (targets * 2 - 1) * 10
+    assert wrong_bits_per_sequence(logits, targets, mask).sum() == 0

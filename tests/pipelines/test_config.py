@@ -1,0 +1,59 @@
+import pytest
+
+from pipelines.config import ConfigError, flatten_params, from_dict, parse_config, to_dict
+from pipelines.train_config import TrainConfig
+
+
+def test_defaults_parse_and_flatten_with_dotted_names():
+    config = parse_config(TrainConfig, [])
+    params = flatten_params(config)
+    assert params["model.name"] == "lstm"
+    assert params["data.task"] == "copy"
+    assert params["data.test_lengths"] == "20,40,80,120"
+    assert params["optim.lr"] == pytest.approx(1e-3)
+
+
+def test_cli_values_land_in_their_sections():
+    config = parse_config(
+        TrainConfig,
+        ["--hidden_size", "32", "--lr", "0.01", "--test_lengths", "5, 10", "--seed", "3"],
+    )
+    assert config.model.hidden_size == 32
+    assert config.optim.lr == pytest.approx(0.01)
+    assert config.data.test_lengths == (5, 10)
+    assert config.seed == 3
+
+
+def test_empty_string_means_unset_for_optional_values():
+    assert parse_config(TrainConfig, ["--experiment_name", ""]).experiment_name is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model", "foo"], r"--model: 'foo' is not allowed; choose one of: lstm"),
+        (["--task", "sort"], r"--task: 'sort' is not allowed; choose one of: copy"),
+        (["--hidden_size", "-3"], r"--hidden_size: must be >= 1, got -3"),
+        (["--lr", "0"], r"--lr: must be > 0.0, got 0.0"),
+        (["--max_steps", "abc"], r"argument --max_steps: expected an integer, got 'abc'"),
+        (["--lr", "fast"], r"argument --lr: expected a number, got 'fast'"),
+        (["--lr", "nan"], r"argument --lr: expected a finite number"),
+        (["--test_lengths", "10,x"], r"expected comma-separated integers"),
+        (["--test_lengths", "10,-1"], r"--test_lengths: must be >= 1, got -1"),
+        (["--min_len", "5", "--max_len", "3"], r"--min_len \(5\) must not exceed --max_len \(3\)"),
+        (["--no_such_option", "1"], r"unrecognized arguments: --no_such_option"),
+    ],
+)
+def test_bad_values_raise_one_clear_message(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(TrainConfig, argv)
+
+
+def test_round_trip_through_dict():
+    config = parse_config(TrainConfig, ["--hidden_size", "12", "--test_lengths", "3,4"])
+    assert from_dict(TrainConfig, to_dict(config)) == config
+
+
+def test_from_dict_rejects_unknown_keys():
+    with pytest.raises(ConfigError, match=r"unknown config key .model\.wings."):
+        from_dict(TrainConfig, {"model": {"wings": 2}})

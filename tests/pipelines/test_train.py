@@ -1,0 +1,113 @@
+"""The train pipeline called in-process against a temp sqlite store."""
+
+import json
+
+import pytest
+import torch
+
+from pipelines.config import parse_config
+from pipelines.factory import make_core
+from pipelines.train import main, train
+from pipelines.train_config import TrainConfig
+from tests.conftest import artifact_paths
+
+TINY = [
+    "--hidden_size", "16", "--num_layers", "1", "--max_steps", "40",
+    "--batches_per_epoch", "20", "--val_size", "50", "--test_lengths", "5,30",
+    "--test_size", "20", "--plot_every_n_val", "1", "--log_every_n_steps", "5",
+]  # fmt: skip
+
+
+def test_train_logs_a_complete_finished_run(client):
+    result = train(parse_config(TrainConfig, TINY))
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == f"lstm-copy-{result.run_id[:8]}"
+    assert client.get_experiment(run.info.experiment_id).name == "copy"
+    assert run.data.params["model.hidden_size"] == "16"
+    assert run.data.params["optim.optimizer"] == "adam"
+    metrics = run.data.metrics
+    for name in (
+        "train_loss",
+        "val_loss",
+        "val_bits_per_seq",
+        "val_bit_acc",
+        "param_count",
+        "bit_acc_L5",
+        "bits_per_seq_L30",
+        "train_seq_per_s",
+        "best_val_bits_per_seq",
+    ):
+        assert name in metrics, name
+    assert metrics["param_count"] == sum(
+        p.numel() for p in make_core(parse_config(TrainConfig, TINY).model, 9, 8).parameters()
+    )
+    val_steps = [m.step for m in client.get_metric_history(result.run_id, "val_bits_per_seq")]
+    assert len(val_steps) == 2 and val_steps == sorted(val_steps)
+    assert len(client.get_metric_history(result.run_id, "train_loss")) >= 4
+    files = artifact_paths(client, result.run_id)
+    assert {
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "model/weights.pt",
+        "model/config.json",
+        "plots/final_example.png",
+    } <= set(files)
+    assert sum(f.startswith("plots/val_step_") for f in files) == 2
+
+
+def test_logged_model_rebuilds_and_reproduces_the_test_score(client, tmp_path):
+    result = train(parse_config(TrainConfig, TINY))
+    local = client.download_artifacts(result.run_id, "model", str(tmp_path))
+    description = json.loads((tmp_path / "model" / "config.json").read_text())
+    config = parse_config(TrainConfig, TINY)
+    core = make_core(config.model, description["input_width"], description["output_width"])
+    core.load_state_dict(torch.load(f"{local}/weights.pt", weights_only=True))
+    from datamodules.synthetic import CopyTask, SyntheticDataModule
+    from models.metrics import score_batches
+
+    data = SyntheticDataModule(CopyTask(), test_lengths=(5,), test_size=20, seed=0)
+    score = score_batches(core, data.test_batches(5))
+    assert score["bit_acc"] == pytest.approx(
+        client.get_run(result.run_id).data.metrics["bit_acc_L5"]
+    )
+
+
+def test_same_seed_reproduces_the_same_numbers(client):
+    first = train(parse_config(TrainConfig, TINY))
+    second = train(parse_config(TrainConfig, TINY))
+    a = client.get_run(first.run_id).data.metrics
+    b = client.get_run(second.run_id).data.metrics
+    for name in ("val_loss", "val_bits_per_seq", "bit_acc_L30", "train_loss"):
+        assert a[name] == pytest.approx(b[name], rel=1e-6), name
+
+
+def test_bad_input_exits_2_with_one_line_and_no_run(client, capsys):
+    assert main(["--model", "foo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["train: error: --model: 'foo' is not allowed; choose one of: lstm"]
+    assert client.search_experiments(filter_string="name = 'copy'") == []
+
+
+def test_bad_input_fails_the_run_mlflow_run_started(client, monkeypatch, capsys):
+    experiment = client.create_experiment("inherited")
+    run = client.create_run(experiment)
+    monkeypatch.setenv("MLFLOW_RUN_ID", run.info.run_id)
+    assert main(["--min_len", "5", "--max_len", "3"]) == 2
+    finished = client.get_run(run.info.run_id)
+    assert finished.info.status == "FAILED"
+    assert "--min_len (5) must not exceed --max_len (3)" in finished.data.tags["error"]
+
+
+def test_crash_inside_training_ends_the_run_failed(client, monkeypatch):
+    import pipelines.train as train_module
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(train_module, "_log_model", explode)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train(parse_config(TrainConfig, TINY))
+    (run,) = client.search_runs([client.get_experiment_by_name("copy").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "RuntimeError: disk on fire"

@@ -1,0 +1,73 @@
+"""The project's declarative files agree with the code they drive."""
+
+import re
+import tomllib
+from functools import reduce
+
+import yaml
+
+from pipelines.config import build_parser, leaves
+from pipelines.train_config import TrainConfig
+from tests.conftest import ROOT
+
+
+def _mlproject():
+    return yaml.safe_load((ROOT / "MLproject").read_text())
+
+
+def test_mlproject_train_parameters_are_pipeline_options_with_same_defaults():
+    default_config = TrainConfig()
+    defaults = {
+        leaf.cli: reduce(getattr, leaf.path, default_config) for leaf in leaves(TrainConfig)
+    }
+    train = _mlproject()["entry_points"]["train"]
+    for name, spec in train["parameters"].items():
+        assert name in defaults, f"MLproject parameter {name} is not a --{name} option"
+        expected = defaults[name]
+        if isinstance(expected, tuple):
+            expected = ",".join(map(str, expected))
+        if isinstance(expected, int | float) and not isinstance(expected, bool):
+            assert float(spec["default"]) == expected, name
+        else:
+            assert str(spec["default"]) == str(expected), name
+        assert f"--{name} {{{name}}}" in train["command"], name
+
+
+def test_mlproject_entry_points_run_pipelines_and_main_is_short():
+    points = _mlproject()["entry_points"]
+    assert points["main"]["command"] == points["train"]["command"]
+    assert points["main"]["parameters"]["max_minutes"]["default"] <= 5
+    for point in points.values():
+        assert point["command"].startswith("python -m pipelines.")
+
+
+def test_design_table_names_for_train_exist():
+    parser_options = {a.option_strings[0] for a in build_parser(TrainConfig, "")._actions}
+    for name in (
+        "model",
+        "task",
+        "max_steps",
+        "max_minutes",
+        "batch_size",
+        "lr",
+        "seed",
+        "accelerator",
+        "devices",
+        "num_nodes",
+        "strategy",
+    ):
+        assert f"--{name}" in parser_options
+
+
+def _normalize(requirement: str) -> str:
+    return re.sub(r"\s+", "", requirement).lower()
+
+
+def test_conda_env_lists_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
+    pip_section = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    assert {_normalize(d) for d in project["dependencies"]} == {
+        _normalize(d) for d in pip_section if not d.startswith("-e")
+    }
+    assert "python=3.11" in conda["dependencies"]
