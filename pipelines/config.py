@@ -94,13 +94,22 @@ def _parse_optional_str(text: str) -> str | None:
     return text if text.strip() else None
 
 
+def _optional(parse):
+    """An empty string means "not set" for optional numbers (MLproject defaults are strings)."""
+
+    def parse_optional(text: str):
+        return parse(text) if text.strip() else None
+
+    return parse_optional
+
+
 def _parser_for(annotation: Any):
     """The text -> value function for a field type."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         if inner == [str]:
             return _parse_optional_str
-        annotation = inner[0]
+        return _optional(_parser_for(inner[0]))
     if annotation is bool:
         return _parse_bool
     if annotation is int:

@@ -6,6 +6,7 @@ from torch import nn
 
 from datamodules.synthetic import SyntheticDataModule, SyntheticTask, build_task
 from models.lstm import LSTMSequenceModel
+from models.ntm import NTM, NTMConfig
 from models.sequence_module import SequenceModule
 from pipelines.config import ConfigError
 from pipelines.train_config import DataConfig, ModelConfig, TrainConfig
@@ -38,6 +39,22 @@ def make_datamodule(config: TrainConfig, task: SyntheticTask) -> SyntheticDataMo
 
 def make_core(model: ModelConfig, input_width: int, output_width: int) -> nn.Module:
     """The pure ``torch.nn.Module`` for ``model.name``."""
+    if model.name == "ntm":
+        return NTM(
+            NTMConfig(
+                input_size=input_width,
+                output_size=output_width,
+                memory_slots=model.memory_slots,
+                memory_width=model.memory_width,
+                read_heads=model.read_heads,
+                write_heads=model.write_heads,
+                controller=model.controller,
+                controller_size=model.controller_size,
+                shift_range=model.shift_range,
+                memory_init=model.memory_init,
+                controller_clip=model.controller_clip,
+            )
+        )
     if model.name == "lstm":
         return LSTMSequenceModel(
             input_width, output_width, hidden_size=model.hidden_size, num_layers=model.num_layers

@@ -14,6 +14,7 @@ import torch
 from matplotlib.figure import Figure
 
 from datamodules.synthetic import SequenceBatch
+from models.ntm import NTM, NTMTrace
 
 LogFigure = Callable[[Figure, str], None]
 
@@ -51,8 +52,40 @@ def sequence_figure(example: SequenceBatch, outputs: torch.Tensor, title: str) -
     return figure
 
 
+def memory_figure(trace: NTMTrace, title: str) -> Figure:
+    """Each head's weighting over time (slot x step) and the memory after the last step."""
+    read_weights, write_weights, memory = (
+        trace.read_weights[0],
+        trace.write_weights[0],
+        trace.memory[0],
+    )
+    panels = [(f"read head {h}", read_weights[:, h]) for h in range(read_weights.shape[1])]
+    panels += [(f"write head {h}", write_weights[:, h]) for h in range(write_weights.shape[1])]
+    figure, axes = plt.subplots(
+        1, len(panels) + 1, figsize=(4 * (len(panels) + 1), 4.5), constrained_layout=True
+    )
+    for axis, (name, weights) in zip(axes, panels, strict=False):
+        image = _heatmap(axis, weights.T, f"{name} weighting", "memory slot")
+        axis.set_xlabel("time step")
+    figure.colorbar(image, ax=axes[: len(panels)], label="weight", shrink=0.8)
+    limit = float(memory.abs().max()) or 1.0
+    image = axes[-1].imshow(
+        memory.detach().cpu().float().numpy(), aspect="auto", interpolation="nearest",
+        cmap="RdBu_r", vmin=-limit, vmax=limit,
+    )  # fmt: skip
+    axes[-1].set_title("memory after the last step")
+    axes[-1].set_xlabel("memory column")
+    axes[-1].set_ylabel("memory slot")
+    figure.colorbar(image, ax=axes[-1], label="value", shrink=0.8)
+    figure.suptitle(title)
+    return figure
+
+
 class SequenceFigureLogger(pl.Callback):
-    """Logs :func:`sequence_figure` for a fixed example every ``every_n_val`` validations."""
+    """Logs :func:`sequence_figure` for a fixed example every ``every_n_val`` validations.
+
+    For an NTM it also logs :func:`memory_figure` (head weightings and memory) of that example.
+    """
 
     def __init__(self, example: SequenceBatch, log_figure: LogFigure, every_n_val: int = 5) -> None:
         self.example = example
@@ -60,13 +93,21 @@ class SequenceFigureLogger(pl.Callback):
         self.every_n_val = every_n_val
         self._validations = 0
 
-    def draw(self, module: pl.LightningModule, title: str) -> Figure:
+    def draw(self, module: pl.LightningModule, title: str) -> dict[str, Figure]:
+        """``{"example": figure, ["memory": figure]}`` for the fixed example."""
         was_training = module.training
         module.eval()
+        inputs = self.example.inputs.to(module.device)
         with torch.no_grad():
-            logits = module(self.example.inputs.to(module.device))
+            if isinstance(module.model, NTM):
+                logits, trace = module.model(inputs, return_trace=True)
+            else:
+                logits, trace = module.model(inputs), None
         module.train(was_training)
-        return sequence_figure(self.example, torch.sigmoid(logits), title)
+        figures = {"example": sequence_figure(self.example, torch.sigmoid(logits), title)}
+        if trace is not None:
+            figures["memory"] = memory_figure(trace, title)
+        return figures
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -75,13 +116,14 @@ class SequenceFigureLogger(pl.Callback):
         if self._validations % self.every_n_val:
             return
         step = trainer.global_step
-        self._log(self.draw(module, f"validation example, step {step}"), f"val_step_{step:07d}")
+        self._log(self.draw(module, f"validation example, step {step}"), f"step_{step:07d}")
 
-    def _log(self, figure: Figure, name: str) -> None:
-        try:
-            self.log_figure(figure, f"plots/{name}.png")
-        finally:
-            plt.close(figure)
+    def _log(self, figures: dict[str, Figure], suffix: str) -> None:
+        for kind, figure in figures.items():
+            try:
+                self.log_figure(figure, f"plots/{kind}_{suffix}.png")
+            finally:
+                plt.close(figure)
 
     def log_final(self, module: pl.LightningModule, step: int) -> None:
-        self._log(self.draw(module, f"validation example, final (step {step})"), "final_example")
+        self._log(self.draw(module, f"validation example, final (step {step})"), "final")

@@ -23,6 +23,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from models.metrics import score_batches
+from pipelines.callbacks import StopAtThreshold
 from pipelines.cli import run_pipeline
 from pipelines.config import flatten_params, to_dict
 from pipelines.factory import count_parameters, make_datamodule, make_module, make_task
@@ -119,9 +120,12 @@ def train(
             figures = SequenceFigureLogger(
                 datamodule.plot_example(), mlflow.log_figure, config.trainer.plot_every_n_val
             )
-            trainer = build_trainer(
-                config, RunBoundLogger(run), [checkpoint, figures, *callbacks], workdir
-            )
+            fit_callbacks: list[pl.Callback] = [checkpoint, figures, *callbacks]
+            stopper = None
+            if config.trainer.stop_at is not None:
+                stopper = StopAtThreshold(MONITOR, config.trainer.stop_at, MONITOR_MODE)
+                fit_callbacks.append(stopper)
+            trainer = build_trainer(config, RunBoundLogger(run), fit_callbacks, workdir)
             started = time.perf_counter()
             trainer.fit(module, datamodule=datamodule)
             seconds = time.perf_counter() - started
@@ -135,6 +139,13 @@ def train(
                 "sequences_seen": float(sequences),
                 "train_seq_per_s": sequences / max(seconds, 1e-9),
             }
+            if stopper is not None:
+                metrics["reached_stop_at"] = float(stopper.reached_at is not None)
+                if stopper.reached_at is not None:
+                    reached_step, reached_seconds = stopper.reached_at
+                    metrics["steps_to_stop_at"] = float(reached_step)
+                    metrics["seconds_to_stop_at"] = reached_seconds
+                    metrics["sequences_to_stop_at"] = float(reached_step * config.data.batch_size)
             _restore_best(module, checkpoint)
             device = module.device
             best = score_batches(module.model, datamodule.val_batches(), device)

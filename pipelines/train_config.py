@@ -6,9 +6,12 @@ from dataclasses import dataclass, field
 
 from pipelines.config import ConfigError, option
 
-MODEL_NAMES = ("lstm",)
+MODEL_NAMES = ("ntm", "lstm")
 SEQUENCE_TASKS = ("copy",)
 TASK_NAMES = SEQUENCE_TASKS
+
+
+NTM = ("ntm",)
 
 
 @dataclass
@@ -16,6 +19,21 @@ class ModelConfig:
     name: str = option("lstm", "model to train", cli="model", choices=MODEL_NAMES)
     hidden_size: int = option(256, "LSTM units per layer", min=1, models=("lstm",))
     num_layers: int = option(3, "stacked LSTM layers", min=1, models=("lstm",))
+    memory_slots: int = option(128, "NTM memory rows N", min=1, models=NTM)
+    memory_width: int = option(20, "NTM memory row width M", min=1, models=NTM)
+    read_heads: int = option(1, "NTM read heads", min=1, models=NTM)
+    write_heads: int = option(1, "NTM write heads", min=1, models=NTM)
+    controller: str = option(
+        "lstm", "NTM controller", choices=("lstm", "dense", "double_dense"), models=NTM
+    )
+    controller_size: int = option(100, "NTM controller units", min=1, models=NTM)
+    shift_range: int = option(1, "NTM shifts -r..r of location addressing", min=0, models=NTM)
+    memory_init: str = option(
+        "constant", "NTM initial memory", choices=("constant", "learned", "random"), models=NTM
+    )
+    controller_clip: float = option(
+        20.0, "bound on the NTM controller's outputs", min=0.0, exclusive_min=True, models=NTM
+    )
 
 
 @dataclass
@@ -48,6 +66,9 @@ class OptimConfig:
 class TrainerConfig:
     max_steps: int = option(10_000, "stop after this many optimizer steps", min=1)
     max_minutes: float = option(60.0, "stop after this many minutes", min=0.0, exclusive_min=True)
+    stop_at: float | None = option(
+        None, "stop once val_bits_per_seq <= this (empty: train the whole budget)", min=0.0
+    )
     log_every_n_steps: int = option(25, "log training metrics every n steps", min=1)
     plot_every_n_val: int = option(5, "log a figure every n validations (and at the end)", min=1)
     accelerator: str = option("auto", "Lightning accelerator (cpu, gpu, auto, ...)")
@@ -68,6 +89,12 @@ class TrainConfig:
 
     def check(self) -> None:
         """Cross-field rules that single-field bounds cannot express."""
+        model = self.model
+        if model.name == "ntm" and 2 * model.shift_range + 1 > model.memory_slots:
+            raise ConfigError(
+                f"--shift_range ({model.shift_range}) needs 2 * shift_range + 1 <= --memory_slots "
+                f"({model.memory_slots})"
+            )
         if self.data.min_len > self.data.max_len:
             raise ConfigError(
                 f"--min_len ({self.data.min_len}) must not exceed --max_len ({self.data.max_len})"

@@ -44,7 +44,7 @@ def test_main_entry_point_finishes_a_tracked_run(tracking_uri, client):
     assert {"val_bits_per_seq", "train_loss", "bit_acc_L10", "param_count"} <= set(run.data.metrics)
     files = set(artifact_paths(client, run.info.run_id))
     assert "checkpoints/best.ckpt" in files and "checkpoints/last.ckpt" in files
-    assert "plots/final_example.png" in files
+    assert "plots/example_final.png" in files
 
 
 @pytest.mark.parametrize(

@@ -51,9 +51,9 @@ def test_train_logs_a_complete_finished_run(client):
         "checkpoints/last.ckpt",
         "model/weights.pt",
         "model/config.json",
-        "plots/final_example.png",
+        "plots/example_final.png",
     } <= set(files)
-    assert sum(f.startswith("plots/val_step_") for f in files) == 2
+    assert sum(f.startswith("plots/example_step_") for f in files) == 2
 
 
 def test_logged_model_rebuilds_and_reproduces_the_test_score(client, tmp_path):

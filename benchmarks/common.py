@@ -1,0 +1,46 @@
+"""Shared helpers for benchmark scripts: machine description and result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def machine() -> str:
+    """One line naming the machine a figure was measured on."""
+    cpu = platform.processor() or "unknown cpu"
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), {device}"
+    )
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def save(name: str, payload: dict) -> Path:
+    """Write ``benchmarks/out/<name>.json`` (ignored by git; RESULTS.md holds the record)."""
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"{name}.json"
+    payload = {"machine": machine(), "commit": git_commit(), **payload}
+    path.write_text(json.dumps(payload, indent=2))
+    return path

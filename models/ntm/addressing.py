@@ -1,0 +1,75 @@
+"""NTM addressing (Graves et al. 2014, section 3.3), computed in log space.
+
+Every weighting is carried as log-weights. Content softmax, gated interpolation, circular
+convolution and sharpening then become ``log_softmax`` / ``logaddexp`` / ``logsumexp``, so a
+weighting can get as peaked as it likes without ``w ** gamma`` underflowing to 0/0 = NaN, and no
+epsilon bends the paper's formulas. Shapes: batch ``B``, heads ``H``, slots ``N``, width ``M``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+COSINE_EPS = 1e-8
+
+
+def cosine_similarity(keys: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    """``K[b,h,n] = k·M_n / (|k| |M_n| + eps)`` for keys ``[B,H,M]`` and memory ``[B,N,M]``."""
+    dots = torch.bmm(keys, memory.transpose(1, 2))
+    norms = keys.norm(dim=-1, keepdim=True) * memory.norm(dim=-1).unsqueeze(1)
+    return dots / (norms + COSINE_EPS)
+
+
+def content_log_weights(
+    keys: torch.Tensor, beta: torch.Tensor, memory: torch.Tensor
+) -> torch.Tensor:
+    """Eq. (5): ``log softmax_n(beta * K(k, M_n))``; ``beta`` is ``[B,H]`` and >= 0."""
+    return F.log_softmax(beta.unsqueeze(-1) * cosine_similarity(keys, memory), dim=-1)
+
+
+def interpolate_log(
+    content: torch.Tensor, previous: torch.Tensor, gate_logit: torch.Tensor
+) -> torch.Tensor:
+    """Eq. (7): ``g w_c + (1 - g) w_prev`` with ``g = sigmoid(gate_logit)``, in log space."""
+    gate = gate_logit.unsqueeze(-1)
+    log_gate = F.logsigmoid(gate)
+    # log(1 - sigmoid(x)) = log(sigmoid(x)) - x
+    return torch.logaddexp(log_gate + content, (log_gate - gate) + previous)
+
+
+def shift_log(weights: torch.Tensor, log_shift: torch.Tensor) -> torch.Tensor:
+    """Eq. (8), circular convolution ``w~_i = sum_j w_(i - j) s_j``, batched and in log space.
+
+    ``weights`` ``[B,H,N]``; ``log_shift`` ``[B,H,S]`` is the log of a distribution over the
+    offsets ``-r..r`` (``S = 2r + 1``), so mass on ``+1`` moves attention one slot on. The
+    circular neighbourhood is a wrap-around pad plus a sliding-window view: far cheaper to
+    differentiate than a gather.
+    """
+    reach = (log_shift.shape[-1] - 1) // 2
+    if reach == 0:  # no location shift: s is a point mass on offset 0
+        return weights + log_shift
+    padded = torch.cat([weights[..., -reach:], weights, weights[..., :reach]], dim=-1)
+    windows = padded.unfold(-1, 2 * reach + 1, 1)  # [B,H,N,S]: window m holds w_(i + m - r)
+    # window m pairs with offset r - m, i.e. with the shift distribution read backwards
+    return torch.logsumexp(windows + log_shift.flip(-1).unsqueeze(-2), dim=-1)
+
+
+def sharpen_log(weights: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """Eq. (9): ``w^gamma / sum w^gamma`` as ``log_softmax(gamma * log w)``; gamma ``[B,H]``."""
+    return F.log_softmax(gamma.unsqueeze(-1) * weights, dim=-1)
+
+
+def address(
+    memory: torch.Tensor,
+    previous: torch.Tensor,
+    keys: torch.Tensor,
+    beta: torch.Tensor,
+    gate_logit: torch.Tensor,
+    log_shift: torch.Tensor,
+    gamma: torch.Tensor,
+) -> torch.Tensor:
+    """The whole addressing pipeline of Figure 2: content -> interpolation -> shift -> sharpen."""
+    content = content_log_weights(keys, beta, memory)
+    gated = interpolate_log(content, previous, gate_logit)
+    return sharpen_log(shift_log(gated, log_shift), gamma)
