@@ -201,8 +201,16 @@ def parse_config(config_type: type, argv: list[str] | None, description: str = "
     config = config_type()
     for param, value in vars(namespace).items():
         _set(config, tuple(param.split(".")), value)
+    _resolve(config)
     validate(config)
     return config
+
+
+def _resolve(config: Any) -> None:
+    """Let a config fill defaults that depend on other fields (e.g. a model's recipe)."""
+    resolve = getattr(config, "resolve", None)
+    if callable(resolve):
+        resolve()
 
 
 def validate(config: Any) -> None:
@@ -267,5 +275,6 @@ def from_dict(config_type: type, data: dict[str, Any]) -> Any:
             _set(config, path, value)
 
     walk(data, ())
+    _resolve(config)
     validate(config)
     return config

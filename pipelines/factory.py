@@ -53,6 +53,7 @@ def make_core(model: ModelConfig, input_width: int, output_width: int) -> nn.Mod
                 shift_range=model.shift_range,
                 memory_init=model.memory_init,
                 controller_clip=model.controller_clip,
+                location_first_init=model.location_first_init,
             )
         )
     if model.name == "lstm":

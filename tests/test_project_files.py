@@ -26,6 +26,8 @@ def test_mlproject_train_parameters_are_pipeline_options_with_same_defaults():
         expected = defaults[name]
         if isinstance(expected, tuple):
             expected = ",".join(map(str, expected))
+        if expected is None:
+            expected = ""
         if isinstance(expected, int | float) and not isinstance(expected, bool):
             assert float(spec["default"]) == expected, name
         else:

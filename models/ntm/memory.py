@@ -34,9 +34,12 @@ def write(
 class MemoryInit(nn.Module):
     """The memory each sequence starts from, fresh for every sequence and batch item.
 
-    ``constant`` fills it with 1e-6 (Collier & Beel 2018: about twice as fast to converge as
-    the alternatives), ``learned`` trains one matrix shared by all sequences, ``random`` draws
-    a new uniform matrix for every sequence.
+    * ``constant``: every cell starts at 1e-6 (Collier & Beel 2018: about twice as fast to
+      converge as the alternatives). As in their reference code, this starting matrix is a
+      trained parameter: a frozen constant keeps all slots identical forever, so content
+      addressing could never tell them apart and the heads stay blurred over the whole memory.
+    * ``learned``: a trained starting matrix initialised with glorot-scale uniform noise.
+    * ``random``: a new uniform random matrix for every sequence (not trained).
     """
 
     def __init__(self, slots: int, width: int, mode: str = "constant") -> None:
@@ -45,13 +48,13 @@ class MemoryInit(nn.Module):
             raise ValueError(f"unknown memory init {mode!r}; choose one of {MEMORY_INITS}")
         self.slots, self.width, self.mode = slots, width, mode
         self.scale = 1.0 / math.sqrt(slots + width)
-        if mode == "learned":
+        if mode == "constant":
+            self.initial = nn.Parameter(torch.full((slots, width), CONSTANT_INIT))
+        elif mode == "learned":
             self.initial = nn.Parameter(torch.empty(slots, width).uniform_(-self.scale, self.scale))
 
     def forward(self, batch_size: int, like: torch.Tensor) -> torch.Tensor:
         shape = (batch_size, self.slots, self.width)
-        if self.mode == "constant":
-            return like.new_full(shape, CONSTANT_INIT)
-        if self.mode == "learned":
-            return self.initial.unsqueeze(0).expand(shape)
-        return (torch.rand(shape, device=like.device, dtype=like.dtype) * 2 - 1) * self.scale
+        if self.mode == "random":
+            return (torch.rand(shape, device=like.device, dtype=like.dtype) * 2 - 1) * self.scale
+        return self.initial.unsqueeze(0).expand(shape)

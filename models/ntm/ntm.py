@@ -38,6 +38,7 @@ class NTMConfig:
     shift_range: int = 1
     memory_init: str = "constant"
     controller_clip: float = 20.0
+    location_first_init: bool = True
 
     def __post_init__(self) -> None:
         for name in ("input_size", "output_size", "memory_slots", "memory_width",
@@ -80,6 +81,7 @@ class NTM(nn.Module):
         self.heads = HeadProjection(
             config.controller_size, config.read_heads, config.write_heads,
             config.memory_width, config.shift_range, config.controller_clip,
+            location_first=config.location_first_init,
         )  # fmt: skip
         self.memory_init = MemoryInit(config.memory_slots, config.memory_width, config.memory_init)
         # Learned starting points (as Collier & Beel). Glorot-scale logits make the first

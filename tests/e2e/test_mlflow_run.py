@@ -12,6 +12,7 @@ pytestmark = pytest.mark.slow
 
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 TINY = {
+    "model": "lstm",
     "max_steps": "40",
     "batches_per_epoch": "20",
     "hidden_size": "16",
@@ -50,7 +51,7 @@ def test_main_entry_point_finishes_a_tracked_run(tracking_uri, client):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"model": "foo"}, "--model: 'foo' is not allowed; choose one of: lstm"),
+        ({"model": "foo"}, "--model: 'foo' is not allowed; choose one of: ntm, lstm"),
         ({"hidden_size": "-5"}, "--hidden_size: must be >= 1, got -5"),
         ({"min_len": "9", "max_len": "4"}, "--min_len (9) must not exceed --max_len (4)"),
         ({"max_steps": "many"}, "argument --max_steps: expected an integer, got 'many'"),

@@ -7,10 +7,12 @@ from pipelines.train_config import TrainConfig
 def test_defaults_parse_and_flatten_with_dotted_names():
     config = parse_config(TrainConfig, [])
     params = flatten_params(config)
-    assert params["model.name"] == "lstm"
+    assert params["model.name"] == "ntm"
     assert params["data.task"] == "copy"
     assert params["data.test_lengths"] == "20,40,80,120"
-    assert params["optim.lr"] == pytest.approx(1e-3)
+    assert params["optim.lr"] == pytest.approx(3e-3), "the NTM recipe fills an empty lr"
+    assert parse_config(TrainConfig, ["--model", "lstm"]).optim.lr == pytest.approx(1e-3)
+    assert parse_config(TrainConfig, ["--lr", "0.05"]).optim.lr == pytest.approx(0.05)
 
 
 def test_cli_values_land_in_their_sections():
@@ -31,7 +33,7 @@ def test_empty_string_means_unset_for_optional_values():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--model", "foo"], r"--model: 'foo' is not allowed; choose one of: lstm"),
+        (["--model", "foo"], r"--model: 'foo' is not allowed; choose one of: ntm, lstm"),
         (["--task", "sort"], r"--task: 'sort' is not allowed; choose one of: copy"),
         (["--hidden_size", "-3"], r"--hidden_size: must be >= 1, got -3"),
         (["--lr", "0"], r"--lr: must be > 0.0, got 0.0"),

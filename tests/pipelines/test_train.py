@@ -12,7 +12,7 @@ from pipelines.train_config import TrainConfig
 from tests.conftest import artifact_paths
 
 TINY = [
-    "--hidden_size", "16", "--num_layers", "1", "--max_steps", "40",
+    "--model", "lstm", "--hidden_size", "16", "--num_layers", "1", "--max_steps", "40",
     "--batches_per_epoch", "20", "--val_size", "50", "--test_lengths", "5,30",
     "--test_size", "20", "--plot_every_n_val", "1", "--log_every_n_steps", "5",
 ]  # fmt: skip
@@ -85,7 +85,7 @@ def test_same_seed_reproduces_the_same_numbers(client):
 def test_bad_input_exits_2_with_one_line_and_no_run(client, capsys):
     assert main(["--model", "foo"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["train: error: --model: 'foo' is not allowed; choose one of: lstm"]
+    assert err == ["train: error: --model: 'foo' is not allowed; choose one of: ntm, lstm"]
     assert client.search_experiments(filter_string="name = 'copy'") == []
 
 
@@ -111,3 +111,30 @@ def test_crash_inside_training_ends_the_run_failed(client, monkeypatch):
     (run,) = client.search_runs([client.get_experiment_by_name("copy").experiment_id])
     assert run.info.status == "FAILED"
     assert run.data.tags["error"] == "RuntimeError: disk on fire"
+
+
+NTM_TINY = [
+    "--model", "ntm", "--memory_slots", "16", "--memory_width", "6", "--controller_size", "16",
+    "--max_steps", "20", "--batches_per_epoch", "10", "--val_size", "40", "--test_lengths", "5",
+    "--test_size", "20", "--plot_every_n_val", "1", "--max_len", "5", "--batch_size", "16",
+]  # fmt: skip
+
+
+def test_ntm_run_logs_memory_figures_and_only_its_own_params(client):
+    result = train(parse_config(TrainConfig, NTM_TINY))
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.memory_slots"] == "16"
+    assert "model.hidden_size" not in run.data.params, "LSTM options do not describe an NTM"
+    files = set(artifact_paths(client, result.run_id))
+    assert {"plots/memory_final.png", "plots/memory_step_0000010.png"} <= files
+
+
+def test_stop_at_ends_training_early_and_records_when(client):
+    # bits_per_seq is never negative, so a threshold of 1e9 is met at the first validation
+    result = train(parse_config(TrainConfig, [*NTM_TINY, "--stop_at", "1e9"]))
+    metrics = client.get_run(result.run_id).data.metrics
+    assert result.steps == 10
+    assert metrics["reached_stop_at"] == 1.0
+    assert metrics["steps_to_stop_at"] == 10
+    assert metrics["sequences_to_stop_at"] == 160

@@ -50,8 +50,10 @@ def test_two_write_heads_multiply_erasures_and_sum_additions():
 
 def test_memory_init_modes():
     like = torch.zeros(1)
-    constant = MemoryInit(8, 4, "constant")(3, like)
+    constant_init = MemoryInit(8, 4, "constant")
+    constant = constant_init(3, like)
     assert constant.shape == (3, 8, 4) and torch.all(constant == CONSTANT_INIT)
+    assert constant.requires_grad, "trained from 1e-6, as in Collier & Beel's reference code"
     learned = MemoryInit(8, 4, "learned")
     assert learned(2, like).requires_grad and torch.equal(learned(2, like)[0], learned(2, like)[1])
     random = MemoryInit(8, 4, "random")

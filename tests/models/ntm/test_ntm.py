@@ -133,3 +133,14 @@ def test_a_nan_loss_stops_training_with_a_clear_message():
 def test_bad_configs_are_rejected(options, message):
     with pytest.raises(ValueError, match=message):
         _model(**options)
+
+
+def test_location_first_init_sets_gate_and_gamma_of_every_head():
+    torch.manual_seed(0)
+    model = NTM(NTMConfig(**TINY, read_heads=2, write_heads=1))
+    params = model.heads(torch.zeros(1, TINY["controller_size"]))
+    assert torch.allclose(torch.sigmoid(params.gate_logit), torch.full((1, 3), 0.1192), atol=1e-4)
+    assert torch.allclose(params.gamma, torch.full((1, 3), 2.0))
+    plain = NTM(NTMConfig(**TINY, location_first_init=False)).heads(torch.zeros(1, 5))
+    # Linear's default bias init (|b| <= 1/sqrt(5)): gates near 0.5, far from 0.12
+    assert (torch.sigmoid(plain.gate_logit) > 0.3).all()
