@@ -90,12 +90,8 @@ def _parse_int_list(text: str) -> tuple[int, ...]:
         ) from None
 
 
-def _parse_optional_str(text: str) -> str | None:
-    return text if text.strip() else None
-
-
 def _optional(parse):
-    """An empty string means "not set" for optional numbers (MLproject defaults are strings)."""
+    """An empty string means "not set" for optional values (MLproject defaults are strings)."""
 
     def parse_optional(text: str):
         return parse(text) if text.strip() else None
@@ -107,8 +103,6 @@ def _parser_for(annotation: Any):
     """The text -> value function for a field type."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-        if inner == [str]:
-            return _parse_optional_str
         return _optional(_parser_for(inner[0]))
     if annotation is bool:
         return _parse_bool
@@ -249,6 +243,15 @@ def flatten_params(config: Any) -> dict[str, Any]:
         value = _get(config, leaf.path)
         params[leaf.param] = ",".join(map(str, value)) if isinstance(value, tuple) else value
     return params
+
+
+def model_options(section: Any, model_name: str) -> dict[str, Any]:
+    """The fields of a config section tagged (``models=``) as options of ``model_name``."""
+    return {
+        field.name: getattr(section, field.name)
+        for field in dataclasses.fields(section)
+        if model_name in (field.metadata.get("models") or ())
+    }
 
 
 def to_dict(config: Any) -> dict[str, Any]:

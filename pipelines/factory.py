@@ -8,7 +8,7 @@ from datamodules.synthetic import SyntheticDataModule, SyntheticTask, build_task
 from models.lstm import LSTMSequenceModel
 from models.ntm import NTM, NTMConfig
 from models.sequence_module import SequenceModule
-from pipelines.config import ConfigError
+from pipelines.config import ConfigError, model_options
 from pipelines.train_config import DataConfig, ModelConfig, TrainConfig
 
 
@@ -39,27 +39,12 @@ def make_datamodule(config: TrainConfig, task: SyntheticTask) -> SyntheticDataMo
 
 def make_core(model: ModelConfig, input_width: int, output_width: int) -> nn.Module:
     """The pure ``torch.nn.Module`` for ``model.name``."""
+    # ModelConfig fields tagged models=("ntm",) / ("lstm",) carry the constructors' own names
     if model.name == "ntm":
-        return NTM(
-            NTMConfig(
-                input_size=input_width,
-                output_size=output_width,
-                memory_slots=model.memory_slots,
-                memory_width=model.memory_width,
-                read_heads=model.read_heads,
-                write_heads=model.write_heads,
-                controller=model.controller,
-                controller_size=model.controller_size,
-                shift_range=model.shift_range,
-                memory_init=model.memory_init,
-                controller_clip=model.controller_clip,
-                location_first_init=model.location_first_init,
-            )
-        )
+        options = model_options(model, "ntm")
+        return NTM(NTMConfig(input_size=input_width, output_size=output_width, **options))
     if model.name == "lstm":
-        return LSTMSequenceModel(
-            input_width, output_width, hidden_size=model.hidden_size, num_layers=model.num_layers
-        )
+        return LSTMSequenceModel(input_width, output_width, **model_options(model, "lstm"))
     raise ConfigError(f"--model: {model.name!r} is not a sequence model")
 
 
