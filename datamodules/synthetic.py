@@ -19,7 +19,7 @@ the same whatever happened before it, which makes runs reproducible and resumabl
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -123,19 +123,26 @@ def build_task(name: str, **options: int) -> SyntheticTask:
     return TASKS[name](**options)
 
 
-class _EpochIndexSampler(Sampler[int]):
-    """Yields the *global* batch indices of one epoch; Lightning calls ``set_epoch``."""
+class _StreamPositionSampler(Sampler[int]):
+    """Global batch indices from the training position to the end of its epoch.
 
-    def __init__(self, batches_per_epoch: int) -> None:
+    The start is read when iteration really begins (a generator body runs on the first
+    ``next``), so a fit resumed from a mid-epoch checkpoint continues the stream exactly where
+    the interrupted one stopped instead of replaying the epoch. ``position`` is the trainer's
+    global step when one is attached; used alone, the sampler continues from its own count.
+    """
+
+    def __init__(self, batches_per_epoch: int, position: Callable[[], int] | None = None) -> None:
         self.batches_per_epoch = batches_per_epoch
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.position = position
+        self._next_index = 0
 
     def __iter__(self) -> Iterator[int]:
-        start = self.epoch * self.batches_per_epoch
-        return iter(range(start, start + self.batches_per_epoch))
+        start = self.position() if self.position is not None else self._next_index
+        stop = (start // self.batches_per_epoch + 1) * self.batches_per_epoch
+        for index in range(start, stop):
+            self._next_index = index + 1
+            yield index
 
     def __len__(self) -> int:
         return self.batches_per_epoch
@@ -238,9 +245,10 @@ class SyntheticDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         stream = _TrainStream(self.task, self.batch_size, self.seed)
-        return DataLoader(
-            stream, batch_size=None, sampler=_EpochIndexSampler(self.batches_per_epoch)
-        )
+        trainer = self.trainer
+        position = (lambda: trainer.global_step) if trainer is not None else None
+        sampler = _StreamPositionSampler(self.batches_per_epoch, position)
+        return DataLoader(stream, batch_size=None, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(_FixedBatches(self.val_batches()), batch_size=None)

@@ -30,3 +30,17 @@ class StopAtThreshold(pl.Callback):
         if value <= self.threshold if self.mode == "min" else value >= self.threshold:
             self.reached_at = (trainer.global_step, time.perf_counter() - self._started)
             trainer.should_stop = True
+
+
+class AlignLoggingStepOnResume(pl.Callback):
+    """Re-align Lightning's logging counter with the global step after a checkpoint restore.
+
+    Lightning counts logged batches separately (``_batches_that_stepped``) and saves that count
+    before the checkpointing batch is added to it, so a resumed fit logs one step late and
+    decides ``log_every_n_steps`` one batch off. Without gradient accumulation (this project
+    never accumulates) the two counts are equal by definition.
+    """
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args) -> None:
+        # after Lightning's own restart bookkeeping (the epoch loop's reset); a no-op otherwise
+        trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step

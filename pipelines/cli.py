@@ -1,7 +1,9 @@
 """The thin command-line shell every pipeline shares: parse, validate, run, exit code.
 
-Bad input (``ConfigError``) prints one ``<pipeline>: error: ...`` line and exits 2; if
-``mlflow run`` had already started a run, that run ends FAILED with the message as a tag.
+Bad input (``ConfigError``, an unreadable checkpoint) prints one ``<pipeline>: error: ...`` line
+and exits 2; if ``mlflow run`` had already started a run, that run ends FAILED with the message
+as a tag. An unreachable tracking server exits 3 within seconds. SIGINT/SIGTERM exit 128+signal
+after the run ended KILLED with a checkpoint saved.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from pipelines.checkpointing import CheckpointError
 from pipelines.config import ConfigError, parse_config
-from pipelines.tracking import fail_inherited_run
+from pipelines.interrupts import RunInterrupted
+from pipelines.tracking import TrackingUnavailable, fail_inherited_run
 
 BAD_INPUT_EXIT = 2
+TRACKING_UNAVAILABLE_EXIT = 3
 
 
 def run_pipeline(
@@ -27,9 +32,15 @@ def run_pipeline(
     try:
         config = parse_config(config_type, argv, description or "")
         pipeline(config)
-    except ConfigError as error:
+    except (ConfigError, CheckpointError) as error:
         message = f"{name}: error: {error}"
         print(message, file=sys.stderr)
         fail_inherited_run(message)
         return BAD_INPUT_EXIT
+    except TrackingUnavailable as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
+        return TRACKING_UNAVAILABLE_EXIT
+    except RunInterrupted as interrupted:
+        print(f"{name}: {interrupted}; the run ended KILLED", file=sys.stderr)
+        return interrupted.exit_code
     return 0

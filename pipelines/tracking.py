@@ -10,23 +10,60 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
+import requests
 from mlflow.tracking import MlflowClient
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from pipelines.interrupts import RunInterrupted
+
+if TYPE_CHECKING:
+    from pipelines.outbox import TrackingOutbox
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RUN_ID_ENV = "MLFLOW_RUN_ID"
+HOME_ENV = "NTMLAB_HOME"
 ERROR_TAG = "error"
+RESUMED_INTO_TAG = "ntmlab.resumed_into"
+REACHABILITY_TIMEOUT_S = 5.0
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking server does not answer; raised before anything is started."""
 
 
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the project's ``sqlite:///<root>/mlflow.db``."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+
+
+def run_dir(run_id: str) -> Path:
+    """Local working directory of one run: checkpoints, buffered logging (``$NTMLAB_HOME``)."""
+    home = Path(os.environ.get(HOME_ENV) or PROJECT_ROOT / ".ntmlab")
+    return home / "runs" / run_id
+
+
+def check_reachable(uri: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None:
+    """Fail in seconds, with the URI in the message, when an HTTP tracking server is down.
+
+    MLflow's client would otherwise retry for minutes before saying anything.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout_s)
+    except requests.RequestException as error:
+        reason = type(error).__name__
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} is unreachable ({reason} within {timeout_s:g} s); "
+            "start it (make server) or point MLFLOW_TRACKING_URI at a running one"
+        ) from None
 
 
 def _local_artifact_root(uri: str) -> str | None:
@@ -53,30 +90,45 @@ def _error_text(error: BaseException) -> str:
 
 @contextmanager
 def tracked_run(
-    experiment_name: str, run_name: str, tags: dict[str, str] | None = None, nested: bool = False
+    experiment_name: str,
+    run_name: str,
+    tags: dict[str, str] | None = None,
+    nested: bool = False,
+    resume_run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """Open (or continue) a run and guarantee it ends with an honest status.
 
     The run is named ``<run_name>-<first 8 chars of its id>``. Its id is exported as
-    ``MLFLOW_RUN_ID`` so worker processes (e.g. DDP ranks) bind to the same run.
+    ``MLFLOW_RUN_ID`` so worker processes (e.g. DDP ranks) bind to the same run. With
+    ``resume_run_id`` the pipeline reopens that run; a run ``mlflow run`` started for the
+    resume is tagged with where the work went and left to ``mlflow run`` to end.
     """
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     inherited = os.environ.get(RUN_ID_ENV) if not nested else None
-    if inherited:
+    if resume_run_id:
+        if inherited and inherited != resume_run_id:
+            client.set_tag(inherited, RESUMED_INTO_TAG, resume_run_id)
+            client.set_tag(inherited, "mlflow.runName", f"resume-of-{resume_run_id[:8]}")
+        run = mlflow.start_run(run_id=resume_run_id)
+        mlflow.set_tags(tags or {})
+    elif inherited:
         run = mlflow.start_run(run_id=inherited)
     else:
         experiment_id = ensure_experiment(client, experiment_name)
         run = mlflow.start_run(experiment_id=experiment_id, nested=nested)
     run_id = run.info.run_id
-    mlflow.set_tags({"mlflow.runName": f"{run_name}-{run_id[:8]}", **(tags or {})})
+    if not resume_run_id:
+        mlflow.set_tags({"mlflow.runName": f"{run_name}-{run_id[:8]}", **(tags or {})})
     previous_env = os.environ.get(RUN_ID_ENV)
     if not nested:
         os.environ[RUN_ID_ENV] = run_id
     try:
         yield run
-    except KeyboardInterrupt:
-        mlflow.set_tag(ERROR_TAG, "interrupted by the user")
+    except (KeyboardInterrupt, RunInterrupted) as error:
+        mlflow.set_tag(ERROR_TAG, str(error) or "interrupted by the user")
         mlflow.end_run(status="KILLED")
         raise
     except BaseException as error:
@@ -113,13 +165,30 @@ class RunBoundLogger(MLFlowLogger):
     figures and test metrics after ``fit``, and owns the final status.
     """
 
-    def __init__(self, run: mlflow.ActiveRun) -> None:
+    def __init__(self, run: mlflow.ActiveRun, outbox: TrackingOutbox) -> None:
         super().__init__(
             experiment_name=mlflow.get_experiment(run.info.experiment_id).name,
             tracking_uri=tracking_uri(),
             run_id=run.info.run_id,
             log_model=False,
         )
+        self.outbox = outbox
+        self._trainer: Any = None
+
+    def use_steps_of(self, trainer: Any) -> None:
+        """Log at the trainer's ``global_step`` (optimizer steps done).
+
+        Lightning's own logger step lags it by one at an epoch's end and not after a resume, so
+        a resumed run would shift its axis; the global step is restored exactly.
+        """
+        self._trainer = trainer
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Through the outbox: a tracking outage delays these, never loses or blocks them."""
+        if self._trainer is not None:
+            step = self._trainer.global_step
+        self.outbox.log_metrics(metrics, step or 0)
 
     def finalize(self, status: str = "success") -> None:
         """Leave the run open; the pipeline ends it."""

@@ -9,8 +9,8 @@ then log the best checkpoint's scores at the test lengths, figures, checkpoints 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,18 +20,40 @@ from pathlib import Path
 import mlflow
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, Timer
+from pytorch_lightning.trainer.states import RunningStage
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from models.metrics import score_batches
-from pipelines.callbacks import StopAtThreshold
+from pipelines.callbacks import AlignLoggingStepOnResume, StopAtThreshold
+from pipelines.checkpointing import AtomicCheckpointIO, load_checkpoint
 from pipelines.cli import run_pipeline
 from pipelines.config import flatten_params, to_dict
 from pipelines.factory import count_parameters, make_datamodule, make_module, make_task
+from pipelines.interrupts import (
+    RunInterrupted,
+    StopOnSignal,
+    deferred,
+    interrupt_guard,
+    pending_signal,
+)
+from pipelines.outbox import TrackingOutbox
 from pipelines.plots import SequenceFigureLogger
-from pipelines.tracking import RunBoundLogger, tracked_run
+from pipelines.resume import (
+    BEST,
+    CHECKPOINT_ARTIFACT_DIR,
+    CONFIG_ARTIFACT,
+    LAST,
+    ResumePoint,
+    checkpoint_dir,
+    prepare_resume,
+)
+from pipelines.tracking import RunBoundLogger, run_dir, tracked_run
 from pipelines.train_config import TrainConfig
 
 MONITOR, MONITOR_MODE = "val_bits_per_seq", "min"
+UPLOAD_TIMEOUT_S = 120.0  # how long the end of a run waits for a tracking server to come back
+FAILURE_UPLOAD_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -53,7 +75,11 @@ def _devices(text: str) -> int | str | list[int]:
 
 
 def build_trainer(
-    config: TrainConfig, logger, callbacks: Sequence[pl.Callback], workdir: Path
+    config: TrainConfig,
+    logger,
+    callbacks: Sequence[pl.Callback],
+    workdir: Path,
+    checkpoint_io: AtomicCheckpointIO | None = None,
 ) -> pl.Trainer:
     run = config.trainer
     return pl.Trainer(
@@ -71,13 +97,16 @@ def build_trainer(
         default_root_dir=workdir,
         num_sanity_val_steps=0,
         enable_model_summary=False,
+        plugins=[checkpoint_io or AtomicCheckpointIO()],
     )
 
 
-def _log_model(module: pl.LightningModule, config: TrainConfig, task, directory: Path) -> None:
+def _log_model(
+    module: pl.LightningModule, config: TrainConfig, task, directory: Path, outbox: TrackingOutbox
+) -> None:
     """``model/``: core weights plus the config that rebuilds the core (weights_only loadable)."""
     model_dir = directory / "model"
-    model_dir.mkdir()
+    model_dir.mkdir(exist_ok=True)
     torch.save(module.model.state_dict(), model_dir / "weights.pt")
     description = {
         "config": to_dict(config),
@@ -85,83 +114,173 @@ def _log_model(module: pl.LightningModule, config: TrainConfig, task, directory:
         "output_width": task.output_width,
     }
     (model_dir / "config.json").write_text(json.dumps(description, indent=2))
-    mlflow.log_artifacts(str(model_dir), artifact_path="model")
+    for path in sorted(model_dir.iterdir()):
+        outbox.log_artifact(path, "model")
 
 
 def _restore_best(module: pl.LightningModule, checkpoint: ModelCheckpoint) -> None:
-    if checkpoint.best_model_path:
-        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+    if checkpoint.best_model_path and Path(checkpoint.best_model_path).is_file():
+        state = load_checkpoint(checkpoint.best_model_path)
         module.load_state_dict(state["state_dict"])
+
+
+def _record_start(config: TrainConfig, module: pl.LightningModule, workdir: Path, outbox) -> None:
+    """Params, size, and the config a resume rebuilds the run from."""
+    params = flatten_params(config)
+    params.pop("resume_run_id")  # always empty here; `mlflow run` logs its own "" for it
+    mlflow.log_params(params)
+    outbox.log_metrics({"param_count": count_parameters(module.model)}, step=0)
+    recorded = workdir / "config" / Path(CONFIG_ARTIFACT).name
+    recorded.parent.mkdir(parents=True, exist_ok=True)
+    recorded.write_text(json.dumps(to_dict(config), indent=2))
+    outbox.log_artifact(recorded, str(Path(CONFIG_ARTIFACT).parent))
+
+
+def _mirror_checkpoints(outbox: TrackingOutbox):
+    def mirror(path: Path) -> None:
+        outbox.log_artifact(path, CHECKPOINT_ARTIFACT_DIR)
+
+    return mirror
+
+
+def _train_seconds(trainer: pl.Trainer, fallback: float) -> float:
+    """Training time across resumes (Lightning's Timer keeps it in the checkpoint)."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, Timer):
+            return float(callback.time_elapsed(RunningStage.TRAINING))
+    return fallback
 
 
 def train(
     config: TrainConfig, callbacks: Sequence[pl.Callback] = (), nested: bool = False
 ) -> TrainResult:
-    """Fit ``config`` in a tracked MLflow run; extra ``callbacks`` (e.g. pruning) join the fit."""
+    """Fit ``config`` in a tracked MLflow run; extra ``callbacks`` (e.g. pruning) join the fit.
+
+    With ``config.resume_run_id`` the run's recorded config and last checkpoint are used, and
+    training continues in that same run.
+    """
+    resume = prepare_resume(config.resume_run_id) if config.resume_run_id else None
+    if resume is not None:
+        config = resume.config
+        print(f"train: resuming run {config.resume_run_id} from {resume.checkpoint}", flush=True)
     task = make_task(config.data)
     datamodule = make_datamodule(config, task)
     experiment = config.experiment_name or config.data.task
     run_name = f"{config.model.name}-{config.data.task}"
-    with tracked_run(experiment, run_name, {"ntmlab.pipeline": "train"}, nested=nested) as run:
-        mlflow.log_params(flatten_params(config))
-        pl.seed_everything(config.seed, workers=True, verbose=False)
-        module = make_module(config, task)
-        mlflow.log_metric("param_count", count_parameters(module.model), step=0)
-        with tempfile.TemporaryDirectory(prefix="ntmlab-") as tmp:
-            workdir = Path(tmp)
-            checkpoint = ModelCheckpoint(
-                dirpath=workdir / "checkpoints",
-                filename="best",
-                monitor=MONITOR,
-                mode=MONITOR_MODE,
-                save_last=True,
-                enable_version_counter=False,
+    tags = {"ntmlab.pipeline": "train"}
+    with (
+        interrupt_guard(),
+        tracked_run(experiment, run_name, tags, nested, config.resume_run_id) as run,
+    ):
+        run_id = run.info.run_id
+        workdir = run_dir(run_id)
+        outbox = TrackingOutbox(run_id, spool_dir=workdir)
+        try:
+            pl.seed_everything(config.seed, workers=True, verbose=False)
+            module = make_module(config, task)
+            if resume is None:
+                _record_start(config, module, workdir, outbox)
+            else:
+                outbox.skip_logged(resume.logged_through)
+            result = _fit_and_score(
+                config, module, datamodule, task, run, workdir, outbox, callbacks, resume
             )
-            figures = SequenceFigureLogger(
-                datamodule.plot_example(), mlflow.log_figure, config.trainer.plot_every_n_val
+        finally:
+            failing = sys.exc_info()[0] is not None
+            delivered = outbox.close(
+                timeout_s=FAILURE_UPLOAD_TIMEOUT_S if failing else UPLOAD_TIMEOUT_S
             )
-            fit_callbacks: list[pl.Callback] = [checkpoint, figures, *callbacks]
-            stopper = None
-            if config.trainer.stop_at is not None:
-                stopper = StopAtThreshold(MONITOR, config.trainer.stop_at, MONITOR_MODE)
-                fit_callbacks.append(stopper)
-            trainer = build_trainer(config, RunBoundLogger(run), fit_callbacks, workdir)
-            started = time.perf_counter()
-            trainer.fit(module, datamodule=datamodule)
-            seconds = time.perf_counter() - started
-            if not trainer.is_global_zero:
-                return TrainResult(run.info.run_id, float("nan"), trainer.global_step, seconds)
+    if delivered and not failing:
+        shutil.rmtree(workdir, ignore_errors=True)  # everything is in the run's artifacts
+    return result
 
-            steps = trainer.global_step
-            sequences = steps * config.data.batch_size
-            metrics = {
-                "train_time_s": seconds,
-                "sequences_seen": float(sequences),
-                "train_seq_per_s": sequences / max(seconds, 1e-9),
-            }
-            if stopper is not None:
-                metrics["reached_stop_at"] = float(stopper.reached_at is not None)
-                if stopper.reached_at is not None:
-                    reached_step, reached_seconds = stopper.reached_at
-                    metrics["steps_to_stop_at"] = float(reached_step)
-                    metrics["seconds_to_stop_at"] = reached_seconds
-                    metrics["sequences_to_stop_at"] = float(reached_step * config.data.batch_size)
-            _restore_best(module, checkpoint)
-            device = module.device
-            best = score_batches(module.model, datamodule.val_batches(), device)
-            metrics["best_val_bits_per_seq"] = best["bits_per_seq"]
-            metrics["best_val_bit_acc"] = best["bit_acc"]
-            for length in config.data.test_lengths:
-                scores = score_batches(module.model, datamodule.test_batches(length), device)
-                metrics[f"bit_acc_L{length}"] = scores["bit_acc"]
-                metrics[f"bits_per_seq_L{length}"] = scores["bits_per_seq"]
-            mlflow.log_metrics(metrics, step=steps)
-            figures.log_final(module, steps)
-            for path in (checkpoint.best_model_path, checkpoint.last_model_path):
-                if path:
-                    mlflow.log_artifact(path, artifact_path="checkpoints")
-            _log_model(module, config, task, workdir)
-        return TrainResult(run.info.run_id, best["bits_per_seq"], steps, seconds, metrics)
+
+def _fit_and_score(
+    config: TrainConfig,
+    module: pl.LightningModule,
+    datamodule,
+    task,
+    run: mlflow.ActiveRun,
+    workdir: Path,
+    outbox: TrackingOutbox,
+    callbacks: Sequence[pl.Callback],
+    resume: ResumePoint | None,
+) -> TrainResult:
+    checkpoints = checkpoint_dir(run.info.run_id)
+    checkpoint = ModelCheckpoint(
+        dirpath=checkpoints,
+        filename=Path(BEST).stem,
+        monitor=MONITOR,
+        mode=MONITOR_MODE,
+        save_last=True,
+        enable_version_counter=False,
+    )
+    figures = SequenceFigureLogger(
+        datamodule.plot_example(), outbox.log_figure, config.trainer.plot_every_n_val
+    )
+    on_signal = StopOnSignal(checkpoints / LAST)
+    fit_callbacks: list[pl.Callback] = [
+        checkpoint,
+        figures,
+        on_signal,
+        AlignLoggingStepOnResume(),
+        *callbacks,
+    ]
+    stopper = None
+    if config.trainer.stop_at is not None:
+        stopper = StopAtThreshold(MONITOR, config.trainer.stop_at, MONITOR_MODE)
+        fit_callbacks.append(stopper)
+    logger = RunBoundLogger(run, outbox)
+    trainer = build_trainer(
+        config, logger, fit_callbacks, workdir, AtomicCheckpointIO(_mirror_checkpoints(outbox))
+    )
+    logger.use_steps_of(trainer)
+    started = time.perf_counter()
+    try:
+        with deferred():
+            trainer.fit(
+                module,
+                datamodule=datamodule,
+                ckpt_path=str(resume.checkpoint) if resume is not None else None,
+            )
+    except SIGTERMException:
+        raise RunInterrupted("SIGTERM") from None
+    if pending_signal() is not None:  # the signal came during the last validation
+        raise RunInterrupted(pending_signal())
+    seconds = _train_seconds(trainer, time.perf_counter() - started)
+    steps = trainer.global_step
+    if not trainer.is_global_zero:
+        return TrainResult(run.info.run_id, float("nan"), steps, seconds)
+
+    sequences = steps * config.data.batch_size
+    metrics = {
+        "train_time_s": seconds,
+        "sequences_seen": float(sequences),
+        "train_seq_per_s": sequences / max(seconds, 1e-9),
+    }
+    if stopper is not None:
+        metrics["reached_stop_at"] = float(stopper.reached_at is not None)
+        if stopper.reached_at is not None:
+            reached_step, reached_seconds = stopper.reached_at
+            metrics["steps_to_stop_at"] = float(reached_step)
+            metrics["seconds_to_stop_at"] = reached_seconds
+            metrics["sequences_to_stop_at"] = float(reached_step * config.data.batch_size)
+    _restore_best(module, checkpoint)
+    device = module.device
+    best = score_batches(module.model, datamodule.val_batches(), device)
+    metrics["best_val_bits_per_seq"] = best["bits_per_seq"]
+    metrics["best_val_bit_acc"] = best["bit_acc"]
+    for length in config.data.test_lengths:
+        scores = score_batches(module.model, datamodule.test_batches(length), device)
+        metrics[f"bit_acc_L{length}"] = scores["bit_acc"]
+        metrics[f"bits_per_seq_L{length}"] = scores["bits_per_seq"]
+    outbox.log_metrics(metrics, step=steps)
+    figures.log_final(module, steps)
+    for path in (checkpoint.best_model_path, checkpoint.last_model_path):
+        if path and Path(path).is_file():
+            outbox.log_artifact(Path(path), CHECKPOINT_ARTIFACT_DIR)
+    _log_model(module, config, task, workdir, outbox)
+    return TrainResult(run.info.run_id, best["bits_per_seq"], steps, seconds, metrics)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,6 +97,11 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = option(0, "seed for weights and data", min=0)
     experiment_name: str | None = option(None, "MLflow experiment (default: the task name)")
+    resume_run_id: str | None = option(
+        None,
+        "continue this interrupted train run from its last checkpoint, in the same MLflow run, "
+        "with the config it recorded (other options are ignored)",
+    )
 
     def resolve(self) -> None:
         """Fill options left empty with the chosen model's recipe, so runs log real values."""

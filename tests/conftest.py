@@ -1,23 +1,31 @@
-"""Shared fixtures: every test that tracks gets its own sqlite MLflow store in a temp dir."""
+"""Shared fixtures: every test that tracks gets its own sqlite MLflow store in a temp dir, or a
+real ``mlflow server`` subprocess on a free loopback port."""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
 import pytest
+import requests
 from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _no_inherited_run(monkeypatch):
+def _no_inherited_run(monkeypatch, tmp_path):
     """Tests must never bind to a run from the environment they were started in."""
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.setenv("NTMLAB_HOME", str(tmp_path / "ntmlab-home"))
     yield
     while mlflow.active_run() is not None:
         mlflow.end_run()
@@ -56,3 +64,71 @@ def artifact_paths(client: MlflowClient, run_id: str, path: str | None = None) -
         else:
             found.append(item.path)
     return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MlflowServer:
+    """``mlflow server`` on loopback with a sqlite store and served artifacts, restartable on the
+    same port and store (to simulate an outage)."""
+
+    def __init__(self, directory: Path, extra_args: tuple[str, ...] = (), env=None) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra_args = extra_args
+        self.env = env or {}
+        self.process: subprocess.Popen | None = None
+        self.log = directory / "server.log"
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        command = [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"sqlite:///{self.directory / 'mlflow.db'}",
+            "--artifacts-destination", str(self.directory / "mlartifacts"),
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            *self.extra_args,
+        ]  # fmt: skip
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(**self.env),
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if requests.get(f"{self.url}/health", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"mlflow server did not start: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path, monkeypatch):
+    """A running tracking server; ``MLFLOW_TRACKING_URI`` points at it."""
+    server = MlflowServer(tmp_path / "server")
+    server.directory.mkdir()
+    server.start()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+    mlflow.set_tracking_uri(server.url)
+    yield server
+    server.stop()

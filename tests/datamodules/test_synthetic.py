@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -51,9 +53,9 @@ def test_next_epoch_draws_new_batches_and_other_seed_differs():
     task = CopyTask()
     dm = SyntheticDataModule(task, batch_size=4, batches_per_epoch=3, seed=0)
     loader = dm.train_dataloader()
-    first = next(iter(loader)).inputs
-    loader.sampler.set_epoch(1)
-    assert not torch.equal(first, next(iter(loader)).inputs)
+    epoch_one = list(loader)
+    first = epoch_one[0].inputs
+    assert not torch.equal(first, next(iter(loader)).inputs), "epoch 2 continues the stream"
     other = SyntheticDataModule(task, batch_size=4, batches_per_epoch=3, seed=1)
     assert not torch.equal(first, next(iter(other.train_dataloader())).inputs)
 
@@ -99,3 +101,22 @@ def test_unknown_task_and_bad_test_length():
         build_task("nope")
     with pytest.raises(ValueError, match="positive integers"):
         SyntheticDataModule(CopyTask(), test_lengths=(0,))
+
+
+def test_train_stream_resumes_mid_epoch_from_the_trainer_position():
+    """A fit resumed at step k sees batch k next, and the epoch ends on its usual boundary."""
+    task = CopyTask(min_len=1, max_len=5)
+    dm = SyntheticDataModule(task, batch_size=2, batches_per_epoch=4, seed=3)
+    stream = _endless(dm.train_dataloader())
+    uninterrupted = [next(stream).inputs for _ in range(8)]
+    position = 6
+    dm.trainer = SimpleNamespace(global_step=position)
+    resumed = list(dm.train_dataloader())
+    assert len(resumed) == 2, "steps 6 and 7 finish the second epoch"
+    for expected, batch in zip(uninterrupted[position:], resumed, strict=True):
+        assert torch.equal(expected, batch.inputs)
+
+
+def _endless(loader):
+    while True:
+        yield from loader
