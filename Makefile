@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 UI_PORT ?= 5000
+SERVER_PORT ?= 5000
 
 # Pipelines and `mlflow run --env-manager local` must find the venv's python first.
 export PATH := $(BIN):$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: venv run test test-fast lint format ui clean
+.PHONY: venv run test test-fast lint format ui server clean
 
 venv: $(STAMP)
 
@@ -39,6 +40,13 @@ format: venv
 
 ui: venv
 	mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host 127.0.0.1 --port $(UI_PORT)
+
+# A tracking server over the same store `make run` writes to (one history), serving artifacts
+# from mlartifacts/. Loopback only: binding beyond it belongs behind auth (see README).
+server: venv
+	mlflow server --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
+		--artifacts-destination "$(CURDIR)/mlartifacts" \
+		--host 127.0.0.1 --port $(SERVER_PORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

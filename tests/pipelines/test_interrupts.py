@@ -1,0 +1,47 @@
+"""Ctrl-C during training: finish the batch, save a checkpoint, end the run KILLED."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytorch_lightning as pl
+
+from pipelines.checkpointing import load_checkpoint
+from pipelines.config import parse_config
+from pipelines.interrupts import RunInterrupted
+from pipelines.resume import checkpoint_dir
+from pipelines.train import train
+from pipelines.train_config import TrainConfig
+
+TINY = [
+    "--model", "lstm", "--hidden_size", "16", "--num_layers", "1", "--max_steps", "200",
+    "--batches_per_epoch", "20", "--val_size", "50", "--test_lengths", "5",
+    "--test_size", "20", "--plot_every_n_val", "100",
+]  # fmt: skip
+
+
+class _CtrlCAt(pl.Callback):
+    """Sends SIGINT to this process, as a terminal would, after ``step`` batches."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_ends_the_run_killed_with_a_checkpoint_at_the_batch_boundary(client):
+    try:
+        train(parse_config(TrainConfig, TINY), callbacks=[_CtrlCAt(27)])
+    except RunInterrupted as interrupted:
+        assert interrupted.signal_name == "SIGINT" and interrupted.exit_code == 130
+    else:
+        raise AssertionError("training went on after Ctrl-C")
+    (run,) = client.search_runs([client.get_experiment_by_name("copy").experiment_id])
+    assert run.info.status == "KILLED"
+    assert run.data.tags["error"] == "interrupted by SIGINT"
+    checkpoint = load_checkpoint(checkpoint_dir(run.info.run_id) / "last.ckpt")
+    assert checkpoint["global_step"] == 27, "stopped after the batch that was running"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "handler restored"

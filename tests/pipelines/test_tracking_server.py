@@ -1,0 +1,143 @@
+"""The train pipeline against a real ``mlflow server`` subprocess: REST round trip, an outage in
+the middle of a run, an unreachable server at start, and basic auth."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+from pipelines.config import parse_config
+from pipelines.train import train
+from pipelines.train_config import TrainConfig
+from tests.conftest import ROOT, MlflowServer, artifact_paths, free_port, subprocess_env
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "--model", "lstm", "--hidden_size", "16", "--num_layers", "1", "--max_steps", "40",
+    "--batches_per_epoch", "20", "--val_size", "50", "--test_lengths", "5",
+    "--test_size", "20", "--plot_every_n_val", "1", "--log_every_n_steps", "5",
+]  # fmt: skip
+
+
+def test_train_against_the_server_round_trips_params_metrics_and_artifacts(mlflow_server):
+    result = train(parse_config(TrainConfig, TINY))
+    client = MlflowClient(mlflow_server.url)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.hidden_size"] == "16"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_bits_per_seq")] == [
+        20,
+        40,
+    ]
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:"), "served, not a local path"
+    files = set(artifact_paths(client, result.run_id))
+    assert {"checkpoints/last.ckpt", "model/weights.pt", "config/train_config.json"} <= files
+    # the REST API itself, not only the Python client
+    response = requests.get(
+        f"{mlflow_server.url}/api/2.0/mlflow/runs/get", params={"run_id": result.run_id}
+    )
+    assert response.ok and response.json()["run"]["info"]["status"] == "FINISHED"
+
+
+def test_server_outage_mid_run_loses_no_metric(mlflow_server, tmp_path):
+    steps, epoch = 2000, 100
+    args = [*TINY, "--max_steps", str(steps), "--batches_per_epoch", str(epoch)]
+    args += ["--plot_every_n_val", "1000", "--log_every_n_steps", "20"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.train", *args],
+        cwd=ROOT,
+        env=subprocess_env(
+            MLFLOW_TRACKING_URI=mlflow_server.url, NTMLAB_HOME=str(tmp_path / "home")
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = MlflowClient(mlflow_server.url)
+    deadline = time.monotonic() + 120
+    run_id = None
+    while run_id is None and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        runs = client.search_runs(
+            [e.experiment_id for e in client.search_experiments()],
+            filter_string="metrics.val_bits_per_seq >= 0",
+        )
+        run_id = runs[0].info.run_id if runs else None
+        time.sleep(0.2)
+    assert run_id is not None, "the run never logged a validation metric"
+
+    mlflow_server.stop()
+    time.sleep(4)  # training goes on meanwhile: validations and checkpoints are buffered
+    assert process.poll() is None, "training must not stop because the server did"
+    mlflow_server.start()
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+    assert "tracking store unreachable" in stderr and "reachable again" in stderr
+
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    val_steps = sorted(m.step for m in client.get_metric_history(run_id, "val_bits_per_seq"))
+    assert val_steps == list(range(epoch, steps + 1, epoch)), "every validation step is there"
+    train_steps = sorted(m.step for m in client.get_metric_history(run_id, "train_loss"))
+    assert train_steps == list(range(20, steps + 1, 20))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "10.255.255.1"], ids=["refused", "no-answer"])
+def test_unreachable_server_at_start_fails_fast_with_one_clear_line(host, tmp_path):
+    uri = f"http://{host}:{free_port()}"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.train", *TINY],
+        cwd=ROOT,
+        env=subprocess_env(MLFLOW_TRACKING_URI=uri, NTMLAB_HOME=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert time.monotonic() - started < 30
+    assert done.returncode == 3
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"train: error: MLflow tracking server {uri} is unreachable")
+
+
+def test_basic_auth_rejects_anonymous_clients_and_accepts_the_configured_user(
+    tmp_path, monkeypatch
+):
+    config = tmp_path / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{tmp_path / 'auth.db'}\n"
+        "admin_username = admin\n"
+        "admin_password = s3cret-test-pass\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    server = MlflowServer(
+        tmp_path,
+        ("--app-name", "basic-auth"),
+        env={"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only"},
+    )
+    server.start()
+    try:
+        search = f"{server.url}/api/2.0/mlflow/experiments/search"
+        assert requests.get(search, params={"max_results": 1}).status_code == 401
+        wrong = requests.get(search, params={"max_results": 1}, auth=("admin", "wrong"))
+        assert wrong.status_code == 401
+        right = requests.get(search, params={"max_results": 1}, auth=("admin", "s3cret-test-pass"))
+        assert right.status_code == 200
+
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "s3cret-test-pass")
+        mlflow.set_tracking_uri(server.url)
+        result = train(parse_config(TrainConfig, TINY))
+        assert MlflowClient(server.url).get_run(result.run_id).info.status == "FINISHED"
+    finally:
+        server.stop()
