@@ -67,6 +67,7 @@ class TrackingOutbox:
         self.artifacts: dict[tuple[str, str | None], Path] = {}
         self.logged_through: dict[str, int] = {}
         self.failures = 0
+        self.seconds_spent = 0.0  # wall-clock inside logging calls: the overhead a run pays
         self._next_attempt = 0.0
         self._load_spool()
 
@@ -76,24 +77,30 @@ class TrackingOutbox:
         self.logged_through.update(logged_through)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        started = time.perf_counter()
         timestamp = int(time.time() * 1000)
         for key, value in metrics.items():
             if step <= self.logged_through.get(key, -1):
                 continue
             self.metrics.append(Metric(key, float(value), timestamp, int(step)))
         self.flush()
+        self.seconds_spent += time.perf_counter() - started
 
     def log_artifact(self, local_path: Path, artifact_path: str | None = None) -> None:
         """Queue a file (the newest version of the same target replaces an unsent older one)."""
+        started = time.perf_counter()
         local_path = Path(local_path)
         self.artifacts[(local_path.name, artifact_path)] = local_path
         self.flush()
+        self.seconds_spent += time.perf_counter() - started
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         """Save the figure under the run dir first, so an outage cannot lose it."""
+        started = time.perf_counter()
         local = self.spool_dir / "figures" / artifact_file
         local.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(local, dpi=100, bbox_inches="tight")
+        self.seconds_spent += time.perf_counter() - started
         parent = str(Path(artifact_file).parent)
         self.log_artifact(local, None if parent == "." else parent)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import matplotlib
@@ -92,9 +93,11 @@ class SequenceFigureLogger(pl.Callback):
         self.log_figure = log_figure
         self.every_n_val = every_n_val
         self._validations = 0
+        self.draw_seconds = 0.0  # time spent rendering figures (part of logging overhead)
 
     def draw(self, module: pl.LightningModule, title: str) -> dict[str, Figure]:
         """``{"example": figure, ["memory": figure]}`` for the fixed example."""
+        started = time.perf_counter()
         was_training = module.training
         module.eval()
         inputs = self.example.inputs.to(module.device)
@@ -107,6 +110,7 @@ class SequenceFigureLogger(pl.Callback):
         figures = {"example": sequence_figure(self.example, torch.sigmoid(logits), title)}
         if trace is not None:
             figures["memory"] = memory_figure(trace, title)
+        self.draw_seconds += time.perf_counter() - started
         return figures
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:

@@ -63,6 +63,7 @@ class TrainResult:
     steps: int
     seconds: float
     metrics: dict[str, float] = field(default_factory=dict)
+    primary: bool = True  # False on DDP ranks other than 0, which neither score nor clean up
 
 
 def _devices(text: str) -> int | str | list[int]:
@@ -143,7 +144,7 @@ def _mirror_checkpoints(outbox: TrackingOutbox):
     return mirror
 
 
-def _train_seconds(trainer: pl.Trainer, fallback: float) -> float:
+def train_seconds(trainer: pl.Trainer, fallback: float) -> float:
     """Training time across resumes (Lightning's Timer keeps it in the checkpoint)."""
     for callback in trainer.callbacks:
         if isinstance(callback, Timer):
@@ -190,7 +191,7 @@ def train(
             delivered = outbox.close(
                 timeout_s=FAILURE_UPLOAD_TIMEOUT_S if failing else UPLOAD_TIMEOUT_S
             )
-    if delivered and not failing:
+    if delivered and not failing and result.primary:
         shutil.rmtree(workdir, ignore_errors=True)  # everything is in the run's artifacts
     return result
 
@@ -247,13 +248,15 @@ def _fit_and_score(
         raise RunInterrupted("SIGTERM") from None
     if pending_signal() is not None:  # the signal came during the last validation
         raise RunInterrupted(pending_signal())
-    seconds = _train_seconds(trainer, time.perf_counter() - started)
+    seconds = train_seconds(trainer, time.perf_counter() - started)
     steps = trainer.global_step
     if not trainer.is_global_zero:
-        return TrainResult(run.info.run_id, float("nan"), steps, seconds)
+        return TrainResult(run.info.run_id, float("nan"), steps, seconds, primary=False)
 
     sequences = steps * config.data.batch_size
+    logging_seconds = outbox.seconds_spent + figures.draw_seconds  # this session's fit
     metrics = {
+        "logging_time_s": logging_seconds,
         "train_time_s": seconds,
         "sequences_seen": float(sequences),
         "train_seq_per_s": sequences / max(seconds, 1e-9),

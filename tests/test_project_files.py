@@ -1,12 +1,14 @@
 """The project's declarative files agree with the code they drive."""
 
 import re
+import subprocess
 import tomllib
 from functools import reduce
 
 import yaml
 
 from pipelines.config import build_parser, leaves
+from pipelines.tracking import tracking_uri
 from pipelines.train_config import TrainConfig
 from tests.conftest import ROOT
 
@@ -73,3 +75,13 @@ def test_conda_env_lists_the_same_dependencies_as_pyproject():
         _normalize(d) for d in pip_section if not d.startswith("-e")
     }
     assert "python=3.11" in conda["dependencies"]
+
+
+def test_make_server_serves_the_store_make_run_writes_to(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    printed = subprocess.run(
+        ["make", "-n", "server"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert f'--backend-store-uri "{tracking_uri()}"' in printed
+    assert f'--artifacts-destination "{ROOT}/mlartifacts"' in printed
+    assert "--host 127.0.0.1" in printed, "loopback unless behind auth"
