@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import pytorch_lightning as pl
 import requests
 from mlflow.tracking import MlflowClient
 
@@ -132,3 +133,14 @@ def mlflow_server(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(server.url)
     yield server
     server.stop()
+
+
+class CtrlCAt(pl.Callback):
+    """Sends SIGINT to this process, as a terminal's Ctrl-C would, after ``step`` batches."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)

@@ -1,19 +1,16 @@
 """`mlflow run .` end to end: the way users start the pipelines."""
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 
 from pipelines.config import parse_config
 from pipelines.interrupts import RunInterrupted
 from pipelines.train import train
 from pipelines.train_config import TrainConfig
-from tests.conftest import ROOT, artifact_paths, subprocess_env
+from tests.conftest import ROOT, CtrlCAt, artifact_paths, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -90,20 +87,11 @@ def test_pipeline_process_exits_2_on_bad_input(tracking_uri, client):
     assert client.get_run(run.info.run_id).info.status == "FAILED"
 
 
-class _CtrlCAt(pl.Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
-
-
 def test_resume_entry_parameter_continues_the_interrupted_run(tracking_uri, client):
     argv = ["--model", "lstm", "--hidden_size", "16", "--num_layers", "1", "--max_steps", "60"]
     argv += ["--batches_per_epoch", "20", "--val_size", "50", "--test_lengths", "5"]
     with pytest.raises(RunInterrupted):
-        train(parse_config(TrainConfig, argv), callbacks=[_CtrlCAt(30)])
+        train(parse_config(TrainConfig, argv), callbacks=[CtrlCAt(30)])
     (interrupted,) = client.search_runs([client.get_experiment_by_name("copy").experiment_id])
     run_id = interrupted.info.run_id
     assert interrupted.info.status == "KILLED"

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-
-import pytorch_lightning as pl
 
 from pipelines.checkpointing import load_checkpoint
 from pipelines.config import parse_config
@@ -13,6 +10,7 @@ from pipelines.interrupts import RunInterrupted
 from pipelines.resume import checkpoint_dir
 from pipelines.train import train
 from pipelines.train_config import TrainConfig
+from tests.conftest import CtrlCAt
 
 TINY = [
     "--model", "lstm", "--hidden_size", "16", "--num_layers", "1", "--max_steps", "200",
@@ -21,20 +19,10 @@ TINY = [
 ]  # fmt: skip
 
 
-class _CtrlCAt(pl.Callback):
-    """Sends SIGINT to this process, as a terminal would, after ``step`` batches."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
-
-
 def test_ctrl_c_ends_the_run_killed_with_a_checkpoint_at_the_batch_boundary(client):
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN when the suite runs as a background job
     try:
-        train(parse_config(TrainConfig, TINY), callbacks=[_CtrlCAt(27)])
+        train(parse_config(TrainConfig, TINY), callbacks=[CtrlCAt(27)])
     except RunInterrupted as interrupted:
         assert interrupted.signal_name == "SIGINT" and interrupted.exit_code == 130
     else:
@@ -44,4 +32,4 @@ def test_ctrl_c_ends_the_run_killed_with_a_checkpoint_at_the_batch_boundary(clie
     assert run.data.tags["error"] == "interrupted by SIGINT"
     checkpoint = load_checkpoint(checkpoint_dir(run.info.run_id) / "last.ckpt")
     assert checkpoint["global_step"] == 27, "stopped after the batch that was running"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "handler restored"
+    assert signal.getsignal(signal.SIGINT) is before, "the previous handler is restored"
