@@ -7,9 +7,7 @@ the previous good checkpoint or the new complete one, never half of one.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +16,8 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from pipelines.atomic_files import atomic_write
+
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated, or not a checkpoint of this project."""
@@ -25,18 +25,7 @@ class CheckpointError(ValueError):
 
 def atomic_torch_save(payload: Any, path: Path) -> None:
     """``torch.save`` to ``path`` via temp file + fsync + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(Path(path), lambda stream: torch.save(payload, stream))
 
 
 def load_checkpoint(path: Path | str) -> dict[str, Any]:

@@ -89,7 +89,6 @@ class StopOnSignal(pl.Callback):
 
     def __init__(self, checkpoint_path: Path) -> None:
         self.checkpoint_path = checkpoint_path
-        self.saved: Path | None = None
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         if _guard.pending is not None:
@@ -99,4 +98,3 @@ class StopOnSignal(pl.Callback):
         # Lightning raises SIGTERMException at a batch end too (its own SIGTERM notifier)
         if isinstance(error, RunInterrupted | SIGTERMException):
             trainer.save_checkpoint(self.checkpoint_path)
-            self.saved = self.checkpoint_path

@@ -24,6 +24,7 @@ from typing import Any
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from pipelines.atomic_files import atomic_write
 from pipelines.tracking import run_dir, tracking_uri
 
 SPOOL_FILE = "pending_metrics.jsonl"
@@ -174,12 +175,12 @@ class TrackingOutbox:
             json.dumps({"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step})
             for m in self.metrics
         ]
-        _atomic_write_text(self.spool_dir / SPOOL_FILE, "".join(line + "\n" for line in lines))
+        _write_text(self.spool_dir / SPOOL_FILE, "".join(line + "\n" for line in lines))
         artifacts = [
             {"local_path": str(path), "artifact_path": target}
             for (_, target), path in self.artifacts.items()
         ]
-        _atomic_write_text(self.spool_dir / ARTIFACT_SPOOL_FILE, json.dumps(artifacts))
+        _write_text(self.spool_dir / ARTIFACT_SPOOL_FILE, json.dumps(artifacts))
 
     def _load_spool(self) -> None:
         metrics_file = self.spool_dir / SPOOL_FILE
@@ -202,10 +203,8 @@ class TrackingOutbox:
             (self.spool_dir / name).unlink(missing_ok=True)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda stream: stream.write(text.encode()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,6 @@ downloaded, so a run can be resumed on another machine that shares the tracking 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from pipelines.atomic_files import atomic_write
 from pipelines.checkpointing import load_checkpoint
 from pipelines.config import ConfigError, from_dict
 from pipelines.tracking import check_reachable, run_dir, tracking_uri
@@ -46,10 +46,8 @@ def _download(client: MlflowClient, run_id: str, artifact: str, target: Path) ->
             local = Path(client.download_artifacts(run_id, artifact, tmp))
         except (MlflowException, OSError):
             return False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staged = target.with_name(f".{target.name}.download")
-        shutil.copyfile(local, staged)
-        os.replace(staged, target)
+        with open(local, "rb") as source:
+            atomic_write(target, lambda stream: shutil.copyfileobj(source, stream))
     return True
 
 

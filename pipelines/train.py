@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import mlflow
@@ -137,13 +138,6 @@ def _record_start(config: TrainConfig, module: pl.LightningModule, workdir: Path
     outbox.log_artifact(recorded, str(Path(CONFIG_ARTIFACT).parent))
 
 
-def _mirror_checkpoints(outbox: TrackingOutbox):
-    def mirror(path: Path) -> None:
-        outbox.log_artifact(path, CHECKPOINT_ARTIFACT_DIR)
-
-    return mirror
-
-
 def train_seconds(trainer: pl.Trainer, fallback: float) -> float:
     """Training time across resumes (Lightning's Timer keeps it in the checkpoint)."""
     for callback in trainer.callbacks:
@@ -232,8 +226,11 @@ def _fit_and_score(
         stopper = StopAtThreshold(MONITOR, config.trainer.stop_at, MONITOR_MODE)
         fit_callbacks.append(stopper)
     logger = RunBoundLogger(run, outbox)
+    # every checkpoint save is queued for upload (newest wins), so the run's artifacts always
+    # hold the latest best/last checkpoint; nothing needs uploading again after the fit
+    mirror_checkpoint = partial(outbox.log_artifact, artifact_path=CHECKPOINT_ARTIFACT_DIR)
     trainer = build_trainer(
-        config, logger, fit_callbacks, workdir, AtomicCheckpointIO(_mirror_checkpoints(outbox))
+        config, logger, fit_callbacks, workdir, AtomicCheckpointIO(mirror_checkpoint)
     )
     logger.use_steps_of(trainer)
     started = time.perf_counter()
@@ -279,9 +276,6 @@ def _fit_and_score(
         metrics[f"bits_per_seq_L{length}"] = scores["bits_per_seq"]
     outbox.log_metrics(metrics, step=steps)
     figures.log_final(module, steps)
-    for path in (checkpoint.best_model_path, checkpoint.last_model_path):
-        if path and Path(path).is_file():
-            outbox.log_artifact(Path(path), CHECKPOINT_ARTIFACT_DIR)
     _log_model(module, config, task, workdir, outbox)
     return TrainResult(run.info.run_id, best["bits_per_seq"], steps, seconds, metrics)
 
