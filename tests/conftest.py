@@ -19,6 +19,13 @@ from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# A train run that takes seconds: 1 x 16 LSTM, 2 validations of 50 sequences, a figure each.
+TINY_LSTM_ARGS = [
+    "--model", "lstm", "--hidden_size", "16", "--num_layers", "1", "--max_steps", "40",
+    "--batches_per_epoch", "20", "--val_size", "50", "--test_lengths", "5,30",
+    "--test_size", "20", "--plot_every_n_val", "1", "--log_every_n_steps", "5",
+]  # fmt: skip
+
 
 @pytest.fixture(autouse=True)
 def _no_inherited_run(monkeypatch, tmp_path):

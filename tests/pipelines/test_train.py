@@ -9,13 +9,9 @@ from pipelines.config import parse_config
 from pipelines.factory import make_core
 from pipelines.train import main, train
 from pipelines.train_config import TrainConfig
-from tests.conftest import artifact_paths
+from tests.conftest import TINY_LSTM_ARGS, artifact_paths
 
-TINY = [
-    "--model", "lstm", "--hidden_size", "16", "--num_layers", "1", "--max_steps", "40",
-    "--batches_per_epoch", "20", "--val_size", "50", "--test_lengths", "5,30",
-    "--test_size", "20", "--plot_every_n_val", "1", "--log_every_n_steps", "5",
-]  # fmt: skip
+TINY = TINY_LSTM_ARGS
 
 
 def test_train_logs_a_complete_finished_run(client):
