@@ -31,11 +31,12 @@ def option(
     max: float | None = None,
     exclusive_min: bool = False,
     models: tuple[str, ...] | None = None,
+    tasks: tuple[str, ...] | None = None,
 ) -> Any:
     """A config field with its command-line name, help text and bounds.
 
-    ``models`` limits a model option to the models it applies to, so a run's params list only
-    what shaped it.
+    ``models`` (``tasks``) limits an option to the models (tasks) it applies to, so a run's
+    params list only what shaped it.
     """
     metadata = {
         "help": help,
@@ -45,6 +46,7 @@ def option(
         "max": max,
         "exclusive_min": exclusive_min,
         "models": models,
+        "tasks": tasks,
     }
     if isinstance(default, list | dict | tuple):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
@@ -233,12 +235,13 @@ def validate(config: Any) -> None:
 
 
 def flatten_params(config: Any) -> dict[str, Any]:
-    """``{"model.hidden_size": 256, ...}`` for MLflow, leaving out other models' options."""
+    """``{"model.hidden_size": 256, ...}`` for MLflow, without other models' and tasks' options."""
     model_name = getattr(getattr(config, "model", None), "name", None)
+    task_name = getattr(getattr(config, "data", None), "task", None)
     params: dict[str, Any] = {}
     for leaf in leaves(type(config)):
-        models = leaf.field.metadata.get("models")
-        if models and model_name not in models:
+        models, tasks = leaf.field.metadata.get("models"), leaf.field.metadata.get("tasks")
+        if (models and model_name not in models) or (tasks and task_name not in tasks):
             continue
         value = _get(config, leaf.path)
         params[leaf.param] = ",".join(map(str, value)) if isinstance(value, tuple) else value

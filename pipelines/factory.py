@@ -9,13 +9,13 @@ from models.lstm import LSTMSequenceModel
 from models.ntm import NTM, NTMConfig
 from models.sequence_module import SequenceModule
 from pipelines.config import ConfigError, model_options
-from pipelines.train_config import DataConfig, ModelConfig, TrainConfig
+from pipelines.train_config import DataConfig, ModelConfig, TrainConfig, task_options
 
 
 def make_task(data: DataConfig) -> SyntheticTask:
     """The task generator named by ``data.task``; generator errors become ConfigErrors."""
     try:
-        return build_task(data.task, bits=data.bits, min_len=data.min_len, max_len=data.max_len)
+        return build_task(data.task, **task_options(data))
     except ValueError as error:
         raise ConfigError(str(error)) from error
 

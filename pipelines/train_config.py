@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from datamodules.synthetic import TASKS
 from pipelines.config import ConfigError, option
 
 MODEL_NAMES = ("ntm", "lstm")
-SEQUENCE_TASKS = ("copy",)
+SEQUENCE_TASKS = tuple(TASKS)
 TASK_NAMES = SEQUENCE_TASKS
+REPEAT_COPY = ("repeat_copy",)
 
 
 NTM = ("ntm",)
@@ -45,17 +47,39 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     task: str = option("copy", "task to train on", cli="task", choices=TASK_NAMES)
-    bits: int = option(8, "width of each bit vector", min=1)
-    min_len: int = option(1, "shortest training sequence", min=1)
-    max_len: int = option(20, "longest training sequence", min=1)
+    bits: int | None = option(
+        None, "width of each bit vector (empty: the task's, 8; associative_recall 6)", min=1
+    )
+    min_len: int | None = option(
+        None,
+        "shortest training sequence, or fewest items for associative_recall (empty: the "
+        "task's, copy 1..20, repeat_copy 1..10, associative_recall 2..6)",
+        min=1,
+    )
+    max_len: int | None = option(
+        None, "longest training sequence, or most items (empty: the task's)", min=1
+    )
+    min_repeats: int = option(1, "fewest repeats in training", min=1, tasks=REPEAT_COPY)
+    max_repeats: int = option(10, "most repeats in training", min=1, tasks=REPEAT_COPY)
     batch_size: int = option(32, "sequences per training batch", min=1)
     batches_per_epoch: int = option(200, "training batches between validations", min=1)
     val_size: int = option(1000, "sequences in the fixed validation set", min=1)
     eval_batch_size: int = option(500, "sequences per validation/test batch", min=1)
     test_lengths: tuple[int, ...] = option(
-        (20, 40, 80, 120), "comma-separated lengths evaluated after training", min=1
+        (),
+        "comma-separated lengths (items) evaluated after training (empty: the task's, copy "
+        "20,40,80,120, repeat_copy 10,20, associative_recall 6,12)",
+        min=1,
     )
     test_size: int = option(1000, "sequences per test length", min=1)
+
+
+def task_options(data: DataConfig) -> dict[str, int]:
+    """The constructor options of ``data.task`` (repeat counts only for repeat copy)."""
+    options = {"bits": data.bits, "min_len": data.min_len, "max_len": data.max_len}
+    if data.task in REPEAT_COPY:
+        options.update(min_repeats=data.min_repeats, max_repeats=data.max_repeats)
+    return options
 
 
 @dataclass
@@ -104,9 +128,22 @@ class TrainConfig:
     )
 
     def resolve(self) -> None:
-        """Fill options left empty with the chosen model's recipe, so runs log real values."""
-        if self.optim.lr is None:  # an unknown model keeps None; validation names the model
+        """Fill options left empty with the model's recipe and the task's paper defaults, so
+        runs log real values (an unknown name keeps None; validation names it)."""
+        if self.optim.lr is None:
             self.optim.lr = RECIPE_LR.get(self.model.name)
+        task = TASKS.get(self.data.task)
+        if task is None:
+            return
+        data = self.data
+        if data.bits is None:
+            data.bits = task.default_bits
+        if data.min_len is None:
+            data.min_len = task.default_range[0]
+        if data.max_len is None:
+            data.max_len = task.default_range[1]
+        if not data.test_lengths:
+            data.test_lengths = task.default_test_lengths
 
     def check(self) -> None:
         """Cross-field rules that single-field bounds cannot express."""
@@ -119,4 +156,27 @@ class TrainConfig:
         if self.data.min_len > self.data.max_len:
             raise ConfigError(
                 f"--min_len ({self.data.min_len}) must not exceed --max_len ({self.data.max_len})"
+            )
+        if model.name == "ntm":
+            self._check_memory_holds_the_longest_episode()
+        if self.data.min_repeats > self.data.max_repeats:
+            raise ConfigError(
+                f"--min_repeats ({self.data.min_repeats}) must not exceed --max_repeats "
+                f"({self.data.max_repeats})"
+            )
+
+    def _check_memory_holds_the_longest_episode(self) -> None:
+        """An NTM cannot solve an episode with more vectors than memory rows: say so up front."""
+        data = self.data
+        try:
+            task = TASKS[data.task](**task_options(data))
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+        longest = max((data.max_len, *data.test_lengths))
+        needed = task.slots_needed(longest)
+        if needed > self.model.memory_slots:
+            raise ConfigError(
+                f"{data.task} at length {longest} needs {needed} memory rows but --memory_slots "
+                f"is {self.model.memory_slots}; raise --memory_slots or shorten "
+                "--max_len/--test_lengths"
             )

@@ -3,7 +3,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from datamodules.synthetic import CopyTask, SyntheticDataModule, build_task, seeded_generator
+from datamodules.synthetic import (
+    AssociativeRecallTask,
+    CopyTask,
+    RepeatCopyTask,
+    SyntheticDataModule,
+    build_task,
+    seeded_generator,
+)
 
 
 def test_copy_layout_for_one_hand_checked_sequence():
@@ -120,3 +127,121 @@ def test_train_stream_resumes_mid_epoch_from_the_trainer_position():
 def _endless(loader):
     while True:
         yield from loader
+
+
+# ---------------------------------------------------------------- repeat copy
+
+
+def test_repeat_copy_layout_for_one_hand_checked_episode():
+    task = RepeatCopyTask(bits=3, min_repeats=1, max_repeats=10, test_repeats=3)
+    inputs, targets, mask = (t[0] for t in task.generate(torch.tensor([2]), seeded_generator(5)))
+    # T = L + R*L + 2 = 2 + 6 + 2
+    assert inputs.shape == (10, 5) and targets.shape == (10, 4) and mask.shape == (10,)
+    vectors = inputs[:2, :3]
+    assert inputs[:, 3].tolist() == [0, 0, 1, 0, 0, 0, 0, 0, 0, 0], "delimiter at step L"
+    assert inputs[2, 4].item() == pytest.approx((3 - 5.5) / (99 / 12) ** 0.5)
+    assert inputs[3:].abs().sum() == 0 and inputs[:2, 3:].abs().sum() == 0
+    assert mask.tolist() == [False] * 3 + [True] * 7
+    assert torch.equal(targets[3:9, :3], torch.cat([vectors] * 3))
+    assert targets[:, 3].tolist() == [0] * 9 + [1], "end marker after the last repeat"
+    assert targets[:9, 3].sum() == 0 and targets[9, :3].sum() == 0
+
+
+def test_repeat_count_channel_has_mean_0_and_variance_1_over_training_repeats():
+    task = RepeatCopyTask(min_repeats=1, max_repeats=10)
+    channel = task.normalized_repeats(torch.arange(1, 11))
+    assert channel.mean().item() == pytest.approx(0.0, abs=1e-6)
+    assert channel.var(unbiased=False).item() == pytest.approx(1.0, abs=1e-6)
+    # a test set with more repeats keeps the training normalization (values beyond the range)
+    assert task.with_repeats(20).normalized_repeats(torch.tensor([20])).item() > channel.max()
+
+
+def test_repeat_copy_pads_items_of_different_lengths_and_repeats():
+    task = RepeatCopyTask(bits=4)
+    lengths = torch.tensor([1, 3, 5, 2])
+    inputs, targets, mask = task.generate(lengths, seeded_generator(2))
+    for item, length in enumerate(lengths.tolist()):
+        repeats_value = inputs[item, length, 5].item()
+        repeats = round(repeats_value * task.repeat_std + task.repeat_mean)
+        assert 1 <= repeats <= 10
+        window = list(range(length + 1, length + repeats * length + 2))
+        assert mask[item].nonzero().flatten().tolist() == window
+        expected = inputs[item, :length, :4].repeat(repeats, 1)
+        assert torch.equal(targets[item, window[:-1], :4], expected)
+        assert targets[item, :, 4].nonzero().flatten().tolist() == [window[-1]]
+
+
+# ---------------------------------------------------------------- associative recall
+
+
+def test_associative_recall_answer_for_one_hand_checked_episode():
+    task = AssociativeRecallTask(bits=6, item_size=3)
+    inputs, targets, mask = (t[0] for t in task.generate(torch.tensor([4]), seeded_generator(9)))
+    assert inputs.shape == (4 * 4 + 8, 8) and targets.shape == (24, 6)
+    items = [inputs[4 * k + 1 : 4 * k + 4, :6] for k in range(4)]
+    assert inputs[:, 6].nonzero().flatten().tolist() == [0, 4, 8, 12], "item delimiters"
+    assert inputs[:, 7].nonzero().flatten().tolist() == [16, 20], "query delimiters"
+    query = inputs[17:20, :6]
+    (position,) = [k for k in range(3) if torch.equal(items[k], query)]
+    assert mask.nonzero().flatten().tolist() == [21, 22, 23]
+    assert torch.equal(targets[21:24], items[position + 1])
+    assert targets[:21].abs().sum() == 0 and inputs[21:].abs().sum() == 0
+
+
+def test_associative_recall_queries_every_position_but_the_last():
+    task = AssociativeRecallTask(bits=6)
+    counts = torch.full((400,), 3)
+    inputs, targets, mask = task.generate(counts, seeded_generator(4))
+    items = inputs[:, :12].view(400, 3, 4, 8)[:, :, 1:, :6]
+    query = inputs[:, 13:16, :6]
+    positions = (items == query[:, None]).flatten(2).all(-1).float().argmax(dim=1)
+    assert set(positions.tolist()) == {0, 1}
+    assert torch.equal(targets[mask].view(400, 3, 6), items[torch.arange(400), positions + 1])
+
+
+def test_associative_recall_pads_episodes_of_different_item_counts():
+    task = AssociativeRecallTask()
+    counts = torch.tensor([2, 6, 4])
+    inputs, _, mask = task.generate(counts, seeded_generator(0))
+    assert inputs.shape[1] == 4 * 6 + 8
+    for item, count in enumerate(counts.tolist()):
+        assert mask[item].nonzero().flatten().tolist() == [4 * count + k for k in (5, 6, 7)]
+        assert inputs[item, :, 6].sum() == count
+        assert inputs[item, 4 * count + 8 :].abs().sum() == 0
+
+
+@pytest.mark.parametrize("name", ["copy", "repeat_copy", "associative_recall"])
+def test_every_task_is_seeded_and_declares_its_widths(name):
+    task = build_task(name)
+    lengths = task.sample_lengths(8, seeded_generator(1))
+    first = task.generate(lengths, seeded_generator(3))
+    again = task.generate(lengths, seeded_generator(3))
+    other = task.generate(lengths, seeded_generator(4))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first.inputs, other.inputs)
+    assert first.inputs.shape[-1] == task.input_width
+    assert first.targets.shape[-1] == task.output_width
+    assert first.targets[~first.mask].abs().sum() == 0, "unscored steps carry no target"
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("repeat_copy", {"min_repeats": 0}, "min_repeats must be >= 1"),
+        ("repeat_copy", {"min_repeats": 4, "max_repeats": 2}, "must not exceed max_repeats"),
+        ("associative_recall", {"min_len": 1}, "at least 2 items"),
+        ("associative_recall", {"bits": 0}, "bits must be >= 1"),
+    ],
+)
+def test_bad_options_of_the_other_tasks_are_rejected(name, options, message):
+    with pytest.raises(ValueError, match=message):
+        build_task(name, **options)
+
+
+def test_bad_test_lengths_are_rejected_for_every_task():
+    with pytest.raises(ValueError, match="at least 2 items"):
+        AssociativeRecallTask().check_length(1)
+    with pytest.raises(ValueError, match="positive integers"):
+        RepeatCopyTask().check_length(2.5)
+    with pytest.raises(ValueError, match="repeats must be positive"):
+        RepeatCopyTask().with_repeats(0)

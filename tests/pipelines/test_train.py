@@ -134,3 +134,31 @@ def test_stop_at_ends_training_early_and_records_when(client):
     assert metrics["reached_stop_at"] == 1.0
     assert metrics["steps_to_stop_at"] == 10
     assert metrics["sequences_to_stop_at"] == 160
+
+
+@pytest.mark.parametrize("task", ["repeat_copy", "associative_recall"])
+@pytest.mark.parametrize("model", ["ntm", "lstm"])
+def test_every_model_trains_on_every_task_with_the_task_defaults(client, task, model):
+    """No special cases: widths, scored steps and test lengths all come from the task."""
+    small = ["--memory_slots", "40", "--memory_width", "6", "--controller_size", "16"]
+    if model == "lstm":
+        small = ["--hidden_size", "16", "--num_layers", "1"]
+    args = ["--model", model, "--task", task, *small, "--max_steps", "6", "--batch_size", "4",
+            "--batches_per_epoch", "3", "--val_size", "8", "--test_size", "4"]  # fmt: skip
+    result = train(parse_config(TrainConfig, args))
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    expected = {"repeat_copy": ("L10", "L20"), "associative_recall": ("L6", "L12")}[task]
+    for label in expected:
+        assert 0.0 <= run.data.metrics[f"bit_acc_{label}"] <= 1.0
+    bits = {"repeat_copy": "8", "associative_recall": "6"}[task]
+    assert run.data.params["data.bits"] == bits
+    assert ("data.max_repeats" in run.data.params) == (task == "repeat_copy")
+
+
+def test_a_memory_too_small_for_the_test_lengths_is_refused_up_front(capsys):
+    args = ["--model", "ntm", "--task", "associative_recall", "--memory_slots", "30"]
+    assert main(args) == 2
+    assert "associative_recall at length 12 needs 36 memory rows but --memory_slots is 30" in (
+        capsys.readouterr().err
+    )

@@ -1,5 +1,6 @@
 """Addressing math (Graves et al. 2014, 3.3) on hand-made inputs."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -12,7 +13,14 @@ from models.ntm.addressing import (
     shift_log,
 )
 
-torch.set_default_dtype(torch.float64)
+
+@pytest.fixture(autouse=True)
+def _double_precision():
+    """Exact comparisons need float64; restore the default so other test modules keep float32."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def _log(weights):
