@@ -57,7 +57,8 @@ class SyntheticTask(ABC):
     output_width: int
     default_bits: int = 8
     default_range: tuple[int, int] = (1, 20)
-    default_test_lengths: tuple[int, ...] = (20, 40, 80, 120)
+    default_test_lengths: tuple[int, ...] = (20, 40, 80, 120)  # scored at the end of training
+    default_eval_lengths: tuple[int, ...] = (10, 20, 40, 80, 120)  # the evaluate pipeline's
 
     def __init__(self, min_len: int, max_len: int) -> None:
         if min_len < 1:
@@ -143,6 +144,8 @@ class RepeatCopyTask(SyntheticTask):
     name = "repeat_copy"
     default_range = (1, 10)
     default_test_lengths = (10, 20)
+    default_eval_lengths = (10, 20)
+    default_eval_repeats = (10, 20)  # evaluated on every (length, repeats) pair
 
     def __init__(
         self,
@@ -234,6 +237,7 @@ class AssociativeRecallTask(SyntheticTask):
     default_bits = 6
     default_range = (2, 6)
     default_test_lengths = (6, 12)
+    default_eval_lengths = (2, 4, 6, 8, 10, 12)
 
     def __init__(
         self, bits: int = 6, min_len: int = 2, max_len: int = 6, item_size: int = 3

@@ -44,3 +44,14 @@ class AlignLoggingStepOnResume(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, *args) -> None:
         # after Lightning's own restart bookkeeping (the epoch loop's reset); a no-op otherwise
         trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
+
+
+class RecordInCheckpoint(pl.Callback):
+    """Store ``payload`` under ``key`` in every checkpoint, so a checkpoint file alone says how
+    to rebuild its model (the evaluate pipeline reads it)."""
+
+    def __init__(self, key: str, payload: dict) -> None:
+        self.key, self.payload = key, payload
+
+    def on_save_checkpoint(self, trainer, module, checkpoint: dict) -> None:
+        checkpoint[self.key] = self.payload

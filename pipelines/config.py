@@ -92,6 +92,10 @@ def _parse_int_list(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def _parse_str_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def _optional(parse):
     """An empty string means "not set" for optional values (MLproject defaults are strings)."""
 
@@ -115,7 +119,7 @@ def _parser_for(annotation: Any):
     if annotation is str:
         return str
     if typing.get_origin(annotation) is tuple:
-        return _parse_int_list
+        return _parse_str_list if typing.get_args(annotation)[0] is str else _parse_int_list
     raise TypeError(f"no command-line parser for {annotation!r}")
 
 

@@ -26,7 +26,7 @@ from pytorch_lightning.trainer.states import RunningStage
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from models.metrics import score_batches
-from pipelines.callbacks import AlignLoggingStepOnResume, StopAtThreshold
+from pipelines.callbacks import AlignLoggingStepOnResume, RecordInCheckpoint, StopAtThreshold
 from pipelines.checkpointing import AtomicCheckpointIO, load_checkpoint
 from pipelines.cli import run_pipeline
 from pipelines.config import flatten_params, to_dict
@@ -51,6 +51,7 @@ from pipelines.resume import (
 )
 from pipelines.tracking import RunBoundLogger, run_dir, tracked_run
 from pipelines.train_config import TrainConfig
+from pipelines.trained_models import CHECKPOINT_DESCRIPTION_KEY, MODEL_ARTIFACT_DIR, describe
 
 MONITOR, MONITOR_MODE = "val_bits_per_seq", "min"
 UPLOAD_TIMEOUT_S = 120.0  # how long the end of a run waits for a tracking server to come back
@@ -99,6 +100,7 @@ def build_trainer(
         default_root_dir=workdir,
         num_sanity_val_steps=0,
         enable_model_summary=False,
+        enable_progress_bar=run.progress_bar,
         plugins=[checkpoint_io or AtomicCheckpointIO()],
     )
 
@@ -107,17 +109,12 @@ def _log_model(
     module: pl.LightningModule, config: TrainConfig, task, directory: Path, outbox: TrackingOutbox
 ) -> None:
     """``model/``: core weights plus the config that rebuilds the core (weights_only loadable)."""
-    model_dir = directory / "model"
+    model_dir = directory / MODEL_ARTIFACT_DIR
     model_dir.mkdir(exist_ok=True)
     torch.save(module.model.state_dict(), model_dir / "weights.pt")
-    description = {
-        "config": to_dict(config),
-        "input_width": task.input_width,
-        "output_width": task.output_width,
-    }
-    (model_dir / "config.json").write_text(json.dumps(description, indent=2))
+    (model_dir / "config.json").write_text(json.dumps(describe(config, task), indent=2))
     for path in sorted(model_dir.iterdir()):
-        outbox.log_artifact(path, "model")
+        outbox.log_artifact(path, MODEL_ARTIFACT_DIR)
 
 
 def _restore_best(module: pl.LightningModule, checkpoint: ModelCheckpoint) -> None:
@@ -219,6 +216,7 @@ def _fit_and_score(
         figures,
         on_signal,
         AlignLoggingStepOnResume(),
+        RecordInCheckpoint(CHECKPOINT_DESCRIPTION_KEY, describe(config, task)),
         *callbacks,
     ]
     stopper = None

@@ -106,6 +106,7 @@ class TrainerConfig:
     )
     log_every_n_steps: int = option(25, "log training metrics every n steps", min=1)
     plot_every_n_val: int = option(5, "log a figure every n validations (and at the end)", min=1)
+    progress_bar: bool = option(True, "show Lightning's progress bar (off for logs and CI)")
     accelerator: str = option("auto", "Lightning accelerator (cpu, gpu, auto, ...)")
     devices: str = option("auto", "Lightning devices (auto, a count, or a list like 0,1)")
     num_nodes: int = option(1, "nodes for multi-node training", min=1)
