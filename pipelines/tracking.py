@@ -117,8 +117,18 @@ def tracked_run(
     elif inherited:
         run = mlflow.start_run(run_id=inherited)
     else:
-        experiment_id = ensure_experiment(client, experiment_name)
-        run = mlflow.start_run(experiment_id=experiment_id, nested=nested)
+        parent = mlflow.active_run() if nested else None
+        # a child lives in its parent's experiment, whichever experiment `mlflow run` chose
+        experiment_id = (
+            parent.info.experiment_id if parent else ensure_experiment(client, experiment_name)
+        )
+        # mlflow.start_run adopts (and deletes) MLFLOW_RUN_ID; a child must not adopt its parent
+        hidden = os.environ.pop(RUN_ID_ENV, None) if nested else None
+        try:
+            run = mlflow.start_run(experiment_id=experiment_id, nested=nested)
+        finally:
+            if hidden is not None:
+                os.environ[RUN_ID_ENV] = hidden
     run_id = run.info.run_id
     if not resume_run_id:
         mlflow.set_tags({"mlflow.runName": f"{run_name}-{run_id[:8]}", **(tags or {})})

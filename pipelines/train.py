@@ -65,6 +65,7 @@ class TrainResult:
     steps: int
     seconds: float
     metrics: dict[str, float] = field(default_factory=dict)
+    param_count: int = 0
     primary: bool = True  # False on DDP ranks other than 0, which neither score nor clean up
 
 
@@ -275,7 +276,14 @@ def _fit_and_score(
     outbox.log_metrics(metrics, step=steps)
     figures.log_final(module, steps)
     _log_model(module, config, task, workdir, outbox)
-    return TrainResult(run.info.run_id, best["bits_per_seq"], steps, seconds, metrics)
+    return TrainResult(
+        run.info.run_id,
+        best["bits_per_seq"],
+        steps,
+        seconds,
+        metrics,
+        param_count=count_parameters(module.model),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,9 +5,12 @@ import subprocess
 import tomllib
 from functools import reduce
 
+import pytest
 import yaml
 
 from pipelines.config import build_parser, leaves
+from pipelines.evaluate import EvaluateConfig
+from pipelines.experiments import NtmVsLstmConfig
 from pipelines.tracking import tracking_uri
 from pipelines.train_config import TrainConfig
 from tests.conftest import ROOT
@@ -17,24 +20,36 @@ def _mlproject():
     return yaml.safe_load((ROOT / "MLproject").read_text())
 
 
-def test_mlproject_train_parameters_are_pipeline_options_with_same_defaults():
-    default_config = TrainConfig()
-    defaults = {
-        leaf.cli: reduce(getattr, leaf.path, default_config) for leaf in leaves(TrainConfig)
-    }
-    train = _mlproject()["entry_points"]["train"]
-    for name, spec in train["parameters"].items():
+ENTRY_POINT_SCHEMAS = {
+    "train": TrainConfig,
+    "main": TrainConfig,
+    "evaluate": EvaluateConfig,
+    "ntm_vs_lstm": NtmVsLstmConfig,
+}
+
+
+@pytest.mark.parametrize("entry_point", sorted(ENTRY_POINT_SCHEMAS))
+def test_mlproject_parameters_are_pipeline_options_with_same_defaults(entry_point):
+    schema = ENTRY_POINT_SCHEMAS[entry_point]
+    default_config = schema()
+    defaults = {leaf.cli: reduce(getattr, leaf.path, default_config) for leaf in leaves(schema)}
+    point = _mlproject()["entry_points"][entry_point]
+    for name, spec in point["parameters"].items():
         assert name in defaults, f"MLproject parameter {name} is not a --{name} option"
         expected = defaults[name]
+        if entry_point == "main" and name == "max_minutes":
+            continue  # the default job is deliberately short
         if isinstance(expected, tuple):
             expected = ",".join(map(str, expected))
         if expected is None:
             expected = ""
-        if isinstance(expected, int | float) and not isinstance(expected, bool):
+        if isinstance(expected, bool):
+            assert str(spec["default"]).lower() == str(expected).lower(), name
+        elif isinstance(expected, int | float):
             assert float(spec["default"]) == expected, name
         else:
             assert str(spec["default"]) == str(expected), name
-        assert f"--{name} {{{name}}}" in train["command"], name
+        assert f"--{name} {{{name}}}" in point["command"], name
 
 
 def test_mlproject_entry_points_run_pipelines_and_main_is_short():

@@ -1,0 +1,145 @@
+"""The NTM-vs-LSTM reference experiment: does the memory generalize where an LSTM does not?
+
+    python -m pipelines.experiments --task copy --budget_minutes 10
+
+Trains the default NTM and the default LSTM on the same task, seed and data stream, each for
+the same wall-clock budget, scores both on the same test sets (for copy the seeds' setting:
+train lengths 1..20, test lengths 5, 10, 20, 40, 80 and 120), and logs a side-by-side table
+(parameter count, train time, bit accuracy per length) and the accuracy-vs-length plot. The
+two trainings are child runs of one parent run, so the MLflow UI compares them in one view.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import mlflow
+
+from datamodules.synthetic import TASKS
+from pipelines.cli import run_pipeline
+from pipelines.config import ConfigError, flatten_params, option
+from pipelines.factory import make_task
+from pipelines.reports import ScoreRow, log_comparison
+from pipelines.tracking import tracked_run
+from pipelines.train import TrainResult, train
+from pipelines.train_config import SEQUENCE_TASKS, TrainConfig
+
+MODELS = ("ntm", "lstm")
+REFERENCE_COPY_LENGTHS = (5, 10, 20, 40, 80, 120)
+SUMMARY = "evaluation/summary.md"
+
+
+@dataclass
+class NtmVsLstmConfig:
+    task: str = option("copy", "task both models train on", choices=SEQUENCE_TASKS)
+    budget_minutes: float = option(
+        10.0, "training wall-clock of each model (the one budget)", min=0.0, exclusive_min=True
+    )
+    seed: int = option(0, "seed of weights and data, shared by both models", min=0)
+    test_lengths: tuple[int, ...] = option(
+        (),
+        "comma-separated test lengths (empty: copy 5,10,20,40,80,120; other tasks their "
+        "evaluation lengths)",
+        min=1,
+    )
+    batch_size: int = option(32, "sequences per training batch", min=1)
+    batches_per_epoch: int = option(200, "training batches between validations", min=1)
+    val_size: int = option(1000, "sequences in the fixed validation set", min=1)
+    test_size: int = option(1000, "sequences per test length", min=1)
+    progress_bar: bool = option(True, "show Lightning's progress bar")
+    experiment_name: str | None = option(None, "MLflow experiment (default: ntm_vs_lstm-<task>)")
+
+    def resolve(self) -> None:
+        if not self.test_lengths and self.task in TASKS:
+            default = TASKS[self.task].default_eval_lengths
+            self.test_lengths = REFERENCE_COPY_LENGTHS if self.task == "copy" else default
+
+
+def child_config(config: NtmVsLstmConfig, model: str, experiment: str) -> TrainConfig:
+    """The train config of one side: everything but the model is shared."""
+    child = TrainConfig()
+    child.model.name = model
+    child.seed = config.seed
+    child.experiment_name = experiment
+    data, trainer = child.data, child.trainer
+    data.task = config.task
+    data.test_lengths = config.test_lengths
+    data.batch_size, data.batches_per_epoch = config.batch_size, config.batches_per_epoch
+    data.val_size, data.test_size = config.val_size, config.test_size
+    trainer.max_minutes, trainer.max_steps = config.budget_minutes, 10**9
+    trainer.progress_bar = config.progress_bar
+    child.resolve()
+    try:
+        child.check()
+    except ConfigError as error:
+        raise ConfigError(f"{model}: {error}") from None
+    return child
+
+
+def rows_of(model: str, config: TrainConfig, result: TrainResult) -> list[ScoreRow]:
+    """The child's test scores (its best checkpoint, scored by the train pipeline)."""
+    metrics = result.metrics
+    task = make_task(config.data)
+    return [
+        ScoreRow(
+            model=model,
+            model_type=model,
+            run_id=result.run_id,
+            param_count=result.param_count,
+            task=config.data.task,
+            length=length,
+            repeats=None,
+            label=task.label(length),
+            bit_acc=metrics[f"bit_acc_{task.label(length)}"],
+            bits_per_seq=metrics[f"bits_per_seq_{task.label(length)}"],
+            train_time_s=result.seconds,
+        )
+        for length in config.data.test_lengths
+    ]
+
+
+def summary_markdown(rows: list[ScoreRow]) -> str:
+    """A side-by-side table: one column per model, one row per test length."""
+    models = list(dict.fromkeys(row.model for row in rows))
+    by_key = {(row.model, row.length): row for row in rows}
+    first = {model: next(row for row in rows if row.model == model) for model in models}
+    lines = [
+        "| | " + " | ".join(models) + " |",
+        "|---|" + "---|" * len(models),
+        "| parameters | " + " | ".join(f"{first[m].param_count:,}" for m in models) + " |",
+        "| train time (s) | " + " | ".join(f"{first[m].train_time_s:.0f}" for m in models) + " |",
+    ]
+    for length in dict.fromkeys(row.length for row in rows):
+        cells = [
+            f"{100 * by_key[m, length].bit_acc:.2f} % ({by_key[m, length].bits_per_seq:.2f})"
+            for m in models
+        ]
+        lines.append(f"| bit acc (bits/seq) at {length} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ntm_vs_lstm(config: NtmVsLstmConfig) -> tuple[str, list[ScoreRow]]:
+    """Parent run with one child train run per model; returns the parent id and the rows."""
+    experiment = config.experiment_name or f"ntm_vs_lstm-{config.task}"
+    children = {model: child_config(config, model, experiment) for model in MODELS}
+    tags = {"ntmlab.pipeline": "ntm_vs_lstm"}
+    with tracked_run(experiment, f"ntm_vs_lstm-{config.task}", tags) as parent:
+        mlflow.log_params({k: v for k, v in flatten_params(config).items() if v is not None})
+        rows: list[ScoreRow] = []
+        for model, child in children.items():
+            result = train(child, nested=True)
+            rows += rows_of(model, child, result)
+            mlflow.log_metric(f"{model}/param_count", result.param_count)
+            mlflow.log_metric(f"{model}/train_time_s", result.seconds)
+        log_comparison(rows, prefix_models=True)
+        mlflow.log_text(summary_markdown(rows), SUMMARY)
+    return parent.info.run_id, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_pipeline("ntm_vs_lstm", NtmVsLstmConfig, ntm_vs_lstm, argv, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The ntm_vs_lstm reference experiment end to end with a budget of seconds."""
+
+import pytest
+
+from pipelines.experiments import main
+from tests.conftest import artifact_paths
+
+TINY = [
+    "--budget_minutes", "0.04", "--batch_size", "8", "--batches_per_epoch", "10",
+    "--val_size", "16", "--test_size", "8", "--test_lengths", "5,30", "--progress_bar", "false",
+]  # fmt: skip
+
+
+def test_one_parent_two_trained_children_and_one_comparison(client):
+    assert main(TINY) == 0
+    experiment = client.get_experiment_by_name("ntm_vs_lstm-copy")
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId")]
+    assert parent.info.status == "FINISHED" and parent.data.tags["ntmlab.pipeline"] == "ntm_vs_lstm"
+    assert sorted(child.data.params["model.name"] for child in children) == ["lstm", "ntm"]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        model = child.data.params["model.name"]
+        assert child.data.params["seed"] == "0" and child.data.params["data.test_lengths"] == "5,30"
+        # the parent's table repeats each child's own test scores
+        for label in ("L5", "L30"):
+            assert parent.data.metrics[f"{model}/bit_acc_{label}"] == pytest.approx(
+                child.data.metrics[f"bit_acc_{label}"]
+            )
+        assert parent.data.metrics[f"{model}/param_count"] == child.data.metrics["param_count"]
+    files = set(artifact_paths(client, parent.info.run_id))
+    assert files == {
+        "evaluation/table.csv",
+        "evaluation/table.json",
+        "evaluation/accuracy_vs_length.png",
+        "evaluation/summary.md",
+    }
+    summary = client.download_artifacts(parent.info.run_id, "evaluation/summary.md")
+    text = open(summary).read()
+    assert text.startswith("| | ntm | lstm |") and "bit acc (bits/seq) at 30" in text
+
+
+def test_bad_input_is_refused_before_any_run(client, capsys):
+    assert main([*TINY, "--test_lengths", "200"]) == 2
+    assert "ntm: copy at length 200 needs 200 memory rows" in capsys.readouterr().err
+    assert client.get_experiment_by_name("ntm_vs_lstm-copy") is None
