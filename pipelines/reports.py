@@ -61,7 +61,8 @@ def accuracy_figure(rows: Sequence[ScoreRow], title: str) -> Figure:
             [p.length for p in points], [100 * p.bit_acc for p in points], marker="o", label=name
         )
     axis.axhline(50, color="0.6", linestyle=":", label="chance (50 %)")
-    axis.set_xlabel("test length (items for associative recall)")
+    task = rows[0].task if rows else ""
+    axis.set_xlabel("items per episode" if task == "associative_recall" else "test length")
     axis.set_ylabel("bit accuracy (%)")
     axis.set_ylim(40, 101)
     axis.grid(alpha=0.3)

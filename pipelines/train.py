@@ -145,9 +145,13 @@ def train_seconds(trainer: pl.Trainer, fallback: float) -> float:
 
 
 def train(
-    config: TrainConfig, callbacks: Sequence[pl.Callback] = (), nested: bool = False
+    config: TrainConfig,
+    callbacks: Sequence[pl.Callback] = (),
+    nested: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Fit ``config`` in a tracked MLflow run; extra ``callbacks`` (e.g. pruning) join the fit.
+    """Fit ``config`` in a tracked MLflow run; extra ``callbacks`` (e.g. pruning) join the fit
+    and extra ``tags`` (e.g. the Optuna trial) label the run from its start.
 
     With ``config.resume_run_id`` the run's recorded config and last checkpoint are used, and
     training continues in that same run.
@@ -160,7 +164,7 @@ def train(
     datamodule = make_datamodule(config, task)
     experiment = config.experiment_name or config.data.task
     run_name = f"{config.model.name}-{config.data.task}"
-    tags = {"ntmlab.pipeline": "train"}
+    tags = {"ntmlab.pipeline": "train", **(tags or {})}
     with (
         interrupt_guard(),
         tracked_run(experiment, run_name, tags, nested, config.resume_run_id) as run,

@@ -1,0 +1,441 @@
+"""Hyperparameter search with Optuna: resumable studies, pruning, nested MLflow runs, workers.
+
+    python -m pipelines.hpo --model ntm --task copy --n_trials 20 --study_name ntm-copy
+    python -m pipelines.hpo ... --space "lr=1e-4:3e-3,controller=lstm|dense,max_len=10"
+
+Running the same command again continues the study up to ``--n_trials`` finished trials
+(COMPLETE or PRUNED). Several processes or machines may run it against one storage at once:
+``journal:///path/file.log`` on one machine, ``postgresql+psycopg://...`` across machines
+(SQLite is for one worker). With an RDB storage a trial whose process died is failed by
+heartbeat and its parameters are retried.
+
+The study is one parent MLflow run (its id is kept in the study, so a resume reopens it); each
+trial is a nested train run tagged with its trial number and final state.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import mlflow
+import optuna
+from mlflow.tracking import MlflowClient
+from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from pipelines.cli import run_pipeline
+from pipelines.config import ConfigError, _set, leaves, option, validate
+from pipelines.pruning import OptunaPruning
+from pipelines.search_spaces import Choice, Fixed, Range, Space, build_space
+from pipelines.tracking import PROJECT_ROOT, tracked_run, tracking_uri
+from pipelines.train import train
+from pipelines.train_config import MODEL_NAMES, SEQUENCE_TASKS, TrainConfig
+
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+SURPLUS_ATTR = "ntmlab_surplus"
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+METRIC_DIRECTIONS = {
+    "val_bits_per_seq": "minimize",
+    "val_loss": "minimize",
+    "val_bit_acc": "maximize",
+}
+
+
+@dataclass
+class HpoConfig:
+    model: str = option("ntm", "model to search", choices=MODEL_NAMES)
+    task: str = option("copy", "task to search on", choices=SEQUENCE_TASKS)
+    n_trials: int = option(20, "finished trials (COMPLETE + PRUNED) the study should reach", min=1)
+    timeout_minutes: float | None = option(
+        None, "stop this worker after this many minutes (empty: no limit)", min=0.0,
+        exclusive_min=True,
+    )  # fmt: skip
+    study_name: str | None = option(None, "Optuna study (default: <model>-<task>)")
+    storage: str = option(
+        f"sqlite:///{PROJECT_ROOT / 'optuna.db'}",
+        "Optuna storage: sqlite:///file (one worker), journal:///file (workers on one "
+        "machine), postgresql+psycopg://user:pw@host/db (workers on several machines)",
+    )
+    sampler: str = option("tpe", "Optuna sampler", choices=("tpe", "random"))
+    sampler_seed: int = option(0, "seed of the sampler (each trial's draws are seeded by it)")
+    pruner: str = option("median", "pruner", choices=("median", "hyperband", "none"))
+    metric: str = option(
+        "val_bits_per_seq", "validation metric to optimize", choices=tuple(METRIC_DIRECTIONS)
+    )
+    direction: str | None = option(
+        None, "minimize or maximize (empty: the metric's natural one)",
+        choices=(None, "minimize", "maximize"),
+    )  # fmt: skip
+    space: str = option("", "narrow, restrict or fix parameters: name=low:high,name=a|b,name=v")
+    trial_max_steps: int = option(2000, "training steps per trial (the per-trial budget)", min=1)
+    trial_max_minutes: float = option(
+        30.0, "wall-clock limit per trial", min=0.0, exclusive_min=True
+    )
+    seed: int = option(0, "seed of weights and data in every trial (trials differ only in "
+                       "their parameters)", min=0)  # fmt: skip
+    heartbeat_interval: int = option(
+        60, "seconds between trial heartbeats (RDB storage); a trial silent for twice this "
+        "long is failed and retried", min=1,
+    )  # fmt: skip
+    max_retry: int = option(3, "retries of a trial whose worker died", min=0)
+    experiment_name: str | None = option(None, "MLflow experiment (default: hpo-<task>)")
+
+    def resolve(self) -> None:
+        if self.direction is None:
+            self.direction = METRIC_DIRECTIONS.get(self.metric)
+        if self.study_name is None:
+            self.study_name = f"{self.model}-{self.task}"
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def open_storage(config: HpoConfig):
+    """The storage object for ``config.storage``; unreachable or malformed is a ConfigError."""
+    url = config.storage
+    if url.startswith("journal:///"):
+        path = url[len("journal://") :]
+        try:
+            return JournalStorage(JournalFileBackend(path))
+        except OSError as error:
+            raise ConfigError(f"--storage: cannot open journal file {path} ({error})") from None
+    try:
+        return RDBStorage(
+            url,
+            heartbeat_interval=config.heartbeat_interval,
+            grace_period=2 * config.heartbeat_interval,
+            failed_trial_callback=RetryFailedTrialCallback(max_retry=config.max_retry),
+            engine_kwargs={"pool_pre_ping": True},
+        )
+    except (SQLAlchemyError, ArgumentError, ValueError, ImportError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"--storage: cannot open {redacted(url)} ({reason[:200]})") from None
+
+
+def redacted(url: str) -> str:
+    """The storage URL without its password, for logs and MLflow params."""
+    if url.startswith("journal:///"):
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def trial_seed(seed: int, number: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{number}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class _TrialSeeded:
+    """Reseeds a sampler's random draws from ``(seed, trial number)`` before every trial.
+
+    A resumed study or a second worker therefore never replays the first trials' random
+    (startup) parameters, and a single-worker study stays reproducible trial by trial.
+    """
+
+    def before_trial(self, study, trial) -> None:
+        seed = trial_seed(self._base_seed, trial.number)
+        self._rng.rng.seed(seed)
+        inner = getattr(self, "_random_sampler", None)
+        if inner is not None:
+            inner._rng.rng.seed(seed + 1)
+        super().before_trial(study, trial)
+
+
+class TrialSeededTPE(_TrialSeeded, optuna.samplers.TPESampler):
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed=seed)
+        self._base_seed = seed
+
+
+class TrialSeededRandom(_TrialSeeded, optuna.samplers.RandomSampler):
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed=seed)
+        self._base_seed = seed
+
+
+def make_sampler(config: HpoConfig) -> optuna.samplers.BaseSampler:
+    if config.sampler == "random":
+        return TrialSeededRandom(config.sampler_seed)
+    return TrialSeededTPE(config.sampler_seed)
+
+
+def make_pruner(config: HpoConfig, first_validation: int) -> optuna.pruners.BasePruner:
+    if config.pruner == "median":
+        # skip the first validation: every trial looks alike before it has learned anything
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=first_validation)
+    if config.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=first_validation, max_resource=config.trial_max_steps
+        )
+    return optuna.pruners.NopPruner()
+
+
+def base_train_config(config: HpoConfig, space: Space) -> TrainConfig:
+    """The train config every trial starts from: study settings plus fixed values."""
+    base = TrainConfig()
+    base.model.name, base.data.task, base.seed = config.model, config.task, config.seed
+    base.trainer.max_steps = config.trial_max_steps
+    base.trainer.max_minutes = config.trial_max_minutes
+    base.trainer.progress_bar = False
+    base.experiment_name = config.experiment_name
+    base.resolve()
+    base.data.test_lengths = (base.data.max_len,)  # trials are judged on validation, not tests
+    apply_values(base, {name: d.value for name, d in space.items() if isinstance(d, Fixed)})
+    return base
+
+
+_CLI_PATHS = {leaf.cli: leaf.path for leaf in leaves(TrainConfig)}
+
+
+def apply_values(config: TrainConfig, values: dict) -> None:
+    for name, value in values.items():
+        _set(config, _CLI_PATHS[name], value)
+    config.resolve()
+    validate(config)
+
+
+def check_space(base: TrainConfig, space: Space) -> None:
+    """Every bound and choice of the space must give a valid train config on its own."""
+    for name, dist in space.items():
+        candidates = {
+            Range: lambda d: (d.low, d.high),
+            Choice: lambda d: d.values,
+            Fixed: lambda d: (d.value,),
+        }[type(dist)](dist)
+        for value in candidates:
+            probe = copy.deepcopy(base)
+            try:
+                apply_values(probe, {name: value})
+            except ConfigError as error:
+                raise ConfigError(f"--space: {name}={value!r} is invalid: {error}") from None
+
+
+class SurplusTrial(Exception):
+    """Another worker already started the study's last trial; this one is not needed."""
+
+
+def _counted_before(study: optuna.Study, number: int) -> int:
+    live = (*FINISHED_STATES, TrialState.RUNNING, TrialState.WAITING)
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.number < number and t.state in live)
+
+
+# ---------------------------------------------------------------- the study
+
+
+def objective_for(config: HpoConfig, space: Space, base: TrainConfig, session: dict):
+    """The trial function; ``session`` collects what this worker saw (surplus, failures)."""
+
+    def objective(trial: optuna.Trial) -> float:
+        if _counted_before(trial.study, trial.number) >= config.n_trials:
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            session["surplus"] = True
+            raise SurplusTrial(f"trial {trial.number} is beyond n_trials={config.n_trials}")
+        values = {name: dist.suggest(trial, name) for name, dist in space.items()}
+        trial_config = copy.deepcopy(base)
+        apply_values(trial_config, values)
+        pruning = OptunaPruning(trial, config.metric, config.direction)
+        tags = {
+            "optuna.study_name": config.study_name,
+            "optuna.trial_number": str(trial.number),
+        }
+        result = train(trial_config, callbacks=[pruning], nested=True, tags=tags)
+        trial.set_user_attr("run_id", result.run_id)
+        trial.set_user_attr("steps", result.steps)
+        state = "PRUNED" if pruning.pruned_at is not None else "COMPLETE"
+        MlflowClient(tracking_uri()).set_tag(result.run_id, "optuna.trial_state", state)
+        if pruning.pruned_at is not None:
+            raise optuna.TrialPruned(f"pruned at step {pruning.pruned_at}")
+        if pruning.best is None:
+            raise RuntimeError("the trial ended before its first validation")
+        return pruning.best
+
+    return objective
+
+
+def _open_study(config: HpoConfig, storage, sampler, pruner) -> optuna.Study:
+    try:
+        existing = optuna.load_study(study_name=config.study_name, storage=storage)
+    except KeyError:
+        existing = None
+    if existing is not None and existing.direction.name.lower() != config.direction:
+        raise ConfigError(
+            f"study {config.study_name!r} in {redacted(config.storage)} was created to "
+            f"{existing.direction.name.lower()}, not {config.direction}; pick another "
+            "--study_name or --direction"
+        )
+    return optuna.create_study(
+        study_name=config.study_name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        direction=config.direction,
+        load_if_exists=True,
+    )
+
+
+def _parent_run_id(study: optuna.Study) -> str | None:
+    run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    if not run_id:
+        return None
+    try:
+        MlflowClient(tracking_uri()).get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return None  # the study outlived its tracking store; start a new parent
+    return run_id
+
+
+def _log_summary(study: optuna.Study) -> None:
+    trials = study.get_trials(deepcopy=False)
+    counts = {state.name.lower(): 0 for state in TrialState}
+    for trial in trials:
+        counts[trial.state.name.lower()] += 1
+    mlflow.log_metrics({f"trials_{name}": count for name, count in counts.items() if count})
+    steps = sum(t.user_attrs.get("steps", 0) for t in trials)
+    mlflow.log_metric("total_train_steps", steps)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        return
+    best = study.best_trial
+    mlflow.log_metric("best_value", best.value)
+    mlflow.set_tags(
+        {
+            "best_trial_number": str(best.number),
+            "best_trial_run_id": best.user_attrs.get("run_id", ""),
+            **{f"best.{name}": str(value) for name, value in best.params.items()},
+        }
+    )
+    mlflow.log_text(json.dumps({"value": best.value, "params": best.params}, indent=2),
+                    "optuna/best_trial.json")  # fmt: skip
+    _log_plots(study)
+
+
+def _log_plots(study: optuna.Study) -> None:
+    from optuna.visualization import matplotlib as plots
+
+    for name, draw in (
+        ("optimization_history", plots.plot_optimization_history),
+        ("param_importances", plots.plot_param_importances),
+        ("parallel_coordinate", plots.plot_parallel_coordinate),
+        ("intermediate_values", plots.plot_intermediate_values),
+    ):
+        try:
+            axes = draw(study)
+        except (ValueError, RuntimeError, ZeroDivisionError) as error:  # too few trials
+            print(f"hpo: skipped the {name} plot ({error})", file=sys.stderr)
+            continue
+        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+        try:
+            mlflow.log_figure(figure, f"optuna/{name}.png")
+        finally:
+            plt.close(figure)
+
+
+def hpo(config: HpoConfig) -> optuna.Study:
+    """Validate everything, open (or continue) the study and its parent run, run trials."""
+    # heartbeats, stale-trial failing and the matplotlib plots are marked experimental
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    space = build_space(config.model, config.space)
+    base = base_train_config(config, space)
+    check_space(base, space)
+    storage = open_storage(config)
+    sampler = make_sampler(config)
+    pruner = make_pruner(config, base.data.batches_per_epoch)
+    study = _open_study(config, storage, sampler, pruner)
+
+    experiment = config.experiment_name or f"hpo-{config.task}"
+    parent_id = _parent_run_id(study)
+    tags = {"ntmlab.pipeline": "hpo", "optuna.study_name": config.study_name}
+    with tracked_run(experiment, f"hpo-{config.study_name}", tags, resume_run_id=parent_id) as run:
+        if parent_id is None:
+            study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
+            mlflow.log_params(
+                {
+                    "study_name": config.study_name,
+                    "storage": redacted(config.storage),
+                    "model": config.model,
+                    "task": config.task,
+                    "sampler": config.sampler,
+                    "sampler_seed": config.sampler_seed,
+                    "pruner": config.pruner,
+                    "metric": config.metric,
+                    "direction": config.direction,
+                    "trial_max_steps": config.trial_max_steps,
+                    **{f"space.{name}": dist.describe() for name, dist in space.items()},
+                }
+            )
+        session: dict = {"surplus": False}
+        objective = objective_for(config, space, base, session)
+        started = time.monotonic()
+        deadline = None if config.timeout_minutes is None else 60 * config.timeout_minutes
+        failures = 0
+        try:
+            while _finished(study) < config.n_trials:
+                optuna.storages.fail_stale_trials(study)
+                _fail_orphaned_runs(study, run.info.experiment_id, config.study_name)
+                if _finished(study) + _running(study) >= config.n_trials:
+                    break  # other workers hold the remaining trials
+                before = _finished(study)
+                study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+                if session["surplus"]:
+                    break
+                failures = failures + 1 if _finished(study) == before else 0
+                if failures >= max(3, config.n_trials):
+                    print(f"hpo: stopping after {failures} failed trials in a row; see the "
+                          "failed trial runs' error tags", file=sys.stderr)  # fmt: skip
+                    break
+                if deadline is not None and time.monotonic() - started >= deadline:
+                    break
+        finally:
+            _log_summary(study)
+    return study
+
+
+def _fail_orphaned_runs(study: optuna.Study, experiment_id: str, study_name: str) -> None:
+    """Trial runs still RUNNING whose trial is FAIL lost their process: end them FAILED."""
+    failed = {str(t.number) for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    if not failed:
+        return
+    client = MlflowClient(tracking_uri())
+    orphans = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.`optuna.study_name` = '{study_name}' and attributes.status = 'RUNNING'"
+        ),
+    )
+    for orphan in orphans:
+        if orphan.data.tags.get("optuna.trial_number") in failed:
+            client.set_tag(orphan.info.run_id, "error", "the worker died (no trial heartbeat)")
+            client.set_tag(orphan.info.run_id, "optuna.trial_state", "FAIL")
+            client.set_terminated(orphan.info.run_id, status="FAILED")
+
+
+def _finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+
+
+def _running(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_pipeline("hpo", HpoConfig, hpo, argv, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Optuna pruning for ``pytorch_lightning`` (optuna-integration's callback imports only
+``lightning.pytorch``), plus the best value of the searched metric over a trial."""
+
+from __future__ import annotations
+
+import optuna
+import pytorch_lightning as pl
+
+
+class OptunaPruning(pl.Callback):
+    """Reports ``metric`` at every validation (step = global step) and stops a pruned trial.
+
+    Stopping via ``trainer.should_stop`` instead of raising inside the fit lets the train
+    pipeline end its run cleanly (checkpoints, model, FINISHED); the objective then raises
+    ``optuna.TrialPruned`` so the trial is recorded as PRUNED.
+    """
+
+    def __init__(self, trial: optuna.Trial, metric: str, direction: str) -> None:
+        self.trial, self.metric = trial, metric
+        self.maximize = direction == "maximize"
+        self.best: float | None = None
+        self.pruned_at: int | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        if self.metric not in trainer.callback_metrics:
+            logged = ", ".join(sorted(trainer.callback_metrics))
+            raise KeyError(f"metric {self.metric!r} is not logged at validation (logged: {logged})")
+        value = float(trainer.callback_metrics[self.metric])
+        if self.best is None or (value > self.best if self.maximize else value < self.best):
+            self.best = value
+        step = trainer.global_step
+        self.trial.report(value, step)
+        if self.trial.should_prune():
+            self.pruned_at = step
+            trainer.should_stop = True
