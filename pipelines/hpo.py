@@ -104,9 +104,9 @@ class HpoConfig:
 # ---------------------------------------------------------------- building blocks
 
 
-def open_storage(config: HpoConfig):
-    """The storage object for ``config.storage``; unreachable or malformed is a ConfigError."""
-    url = config.storage
+def open_storage(url: str, heartbeat_interval: int = 60, max_retry: int = 3):
+    """The storage object for ``url`` (``journal:///file`` or an RDB URL), with heartbeats and
+    retries on an RDB; unreachable or malformed is a ConfigError."""
     if url.startswith("journal:///"):
         path = url[len("journal://") :]
         try:
@@ -116,9 +116,9 @@ def open_storage(config: HpoConfig):
     try:
         return RDBStorage(
             url,
-            heartbeat_interval=config.heartbeat_interval,
-            grace_period=2 * config.heartbeat_interval,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=config.max_retry),
+            heartbeat_interval=heartbeat_interval,
+            grace_period=2 * heartbeat_interval,
+            heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=max_retry),
             engine_kwargs={"pool_pre_ping": True},
         )
     except (SQLAlchemyError, ArgumentError, ValueError, ImportError) as error:
@@ -353,7 +353,7 @@ def hpo(config: HpoConfig) -> optuna.Study:
     space = build_space(config.model, config.space)
     base = base_train_config(config, space)
     check_space(base, space)
-    storage = open_storage(config)
+    storage = open_storage(config.storage, config.heartbeat_interval, config.max_retry)
     sampler = make_sampler(config)
     pruner = make_pruner(config, base.data.batches_per_epoch)
     study = _open_study(config, storage, sampler, pruner)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow
 import requests
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
@@ -81,7 +82,12 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
         return experiment.experiment_id
     root = _local_artifact_root(client.tracking_uri)
     location = f"{root}/{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}" if root else None
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id  # another worker made it
 
 
 def _error_text(error: BaseException) -> str:

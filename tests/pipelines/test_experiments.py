@@ -1,5 +1,7 @@
 """The ntm_vs_lstm reference experiment end to end with a budget of seconds."""
 
+from pathlib import Path
+
 import pytest
 
 from pipelines.experiments import main
@@ -38,7 +40,7 @@ def test_one_parent_two_trained_children_and_one_comparison(client):
         "evaluation/summary.md",
     }
     summary = client.download_artifacts(parent.info.run_id, "evaluation/summary.md")
-    text = open(summary).read()
+    text = Path(summary).read_text()
     assert text.startswith("| | ntm | lstm |") and "bit acc (bits/seq) at 30" in text
 
 

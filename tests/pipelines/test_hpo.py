@@ -1,0 +1,245 @@
+"""The hpo pipeline: studies of tiny LSTM trials against temp Optuna and MLflow stores."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import RetryFailedTrialCallback
+from optuna.trial import TrialState
+
+from pipelines.hpo import PARENT_RUN_ATTR, main, open_storage
+from tests.conftest import ROOT, free_port, subprocess_env
+
+# trials of seconds: a 1-layer LSTM on copy of lengths 1..3, 2 validations of 40 sequences
+FIXED = "num_layers=1,hidden_size=16|32,batches_per_epoch=10,val_size=40,test_size=10,max_len=3"
+
+
+def _args(storage: str, n_trials: int, *extra: str, space: str = FIXED) -> list[str]:
+    return ["--model", "lstm", "--storage", storage, "--n_trials", str(n_trials),
+            "--trial_max_steps", "20", "--space", space, "--study_name", "s", *extra]  # fmt: skip
+
+
+@pytest.fixture
+def storage(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'optuna.db'}"
+
+
+def _study(storage: str) -> optuna.Study:
+    return optuna.load_study(study_name="s", storage=open_storage(storage))
+
+
+def _finished(study):
+    return study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+
+def _runs(client):
+    experiment = client.get_experiment_by_name("hpo-copy")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [run for run in runs if run.data.tags.get("ntmlab.pipeline") == "hpo"]
+    trials = [run for run in runs if run.data.tags.get("ntmlab.pipeline") == "train"]
+    return parents, trials
+
+
+def test_a_tiny_study_has_a_parent_run_one_nested_run_per_trial_and_the_best_link(client, storage):
+    assert main(_args(storage, 3)) == 0
+    study = _study(storage)
+    assert len(_finished(study)) == 3
+    (parent,), trials = _runs(client)
+    assert parent.info.status == "FINISHED"
+    assert study.user_attrs[PARENT_RUN_ATTR] == parent.info.run_id
+    assert len(trials) == 3
+    for run in trials:
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["optuna.trial_state"] == "COMPLETE"
+        number = int(run.data.tags["optuna.trial_number"])
+        assert study.trials[number].user_attrs["run_id"] == run.info.run_id
+        assert float(run.data.params["optim.lr"]) == pytest.approx(
+            study.trials[number].params["lr"]
+        )
+    best = study.best_trial
+    assert parent.data.tags["best_trial_run_id"] == best.user_attrs["run_id"]
+    assert parent.data.metrics["best_value"] == pytest.approx(best.value)
+    assert parent.data.params["storage"] == storage
+    assert parent.data.params["space.hidden_size"] == "16 | 32"
+    files = {a.path for a in client.list_artifacts(parent.info.run_id, "optuna")}
+    assert {"optuna/optimization_history.png", "optuna/best_trial.json"} <= files
+
+
+def test_a_clearly_worse_trial_is_pruned(client, storage):
+    study = optuna.create_study(study_name="s", storage=storage, direction="minimize")
+    for _ in range(4):  # the median pruner's startup trials learn with a good learning rate
+        study.enqueue_trial({"lr": 1e-2, "hidden_size": 32})
+    study.enqueue_trial({"lr": 1e-7, "hidden_size": 32})  # learns nothing in 20 steps
+    assert main(_args(storage, 5, "--trial_max_steps", "40")) == 0
+    trials = _study(storage).trials
+    assert [t.state for t in trials[:4]] == [TrialState.COMPLETE] * 4
+    assert trials[4].state == TrialState.PRUNED
+    assert trials[4].user_attrs["steps"] < 40, "the pruned trial stopped early"
+    _, runs = _runs(client)
+    states = {r.data.tags["optuna.trial_number"]: r.data.tags["optuna.trial_state"] for r in runs}
+    assert states["4"] == "PRUNED"
+
+
+def test_rerunning_the_command_resumes_the_study_without_replaying_parameters(client, storage):
+    assert main(_args(storage, 2)) == 0
+    assert main(_args(storage, 4)) == 0
+    trials = _study(storage).trials
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    first, later = [t.params["lr"] for t in trials[:2]], [t.params["lr"] for t in trials[2:]]
+    assert not set(first) & set(later), "the resumed sampler drew new parameters"
+    parents, runs = _runs(client)
+    assert len(parents) == 1 and len(runs) == 4, "one parent run, reopened by the resume"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--space", "nonsense=1"], "'nonsense' is not a train option"),
+        (["--space", "lr=1e-2:1e-4"], "lr=1e-2:1e-4 is an empty range"),
+        (["--space", "lr=abc"], "expected a number"),
+        (["--space", "memory_slots=8"], None),  # an NTM option is harmless for the LSTM
+    ],
+)
+def test_bad_search_spaces_exit_2_and_write_nothing(storage, capsys, extra, message):
+    code = main([*_args(storage, 1), *extra]) if message else None
+    if message is None:
+        return
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert optuna.study.get_all_study_names(storage) == []
+
+
+def test_unreachable_storage_and_direction_mismatch_exit_2(client, storage, capsys):
+    dead = "postgresql+psycopg://user:secret@127.0.0.1:1/optuna"
+    assert main(_args(dead, 1)) == 2
+    err = capsys.readouterr().err
+    assert "--storage: cannot open postgresql+psycopg://user:***@127.0.0.1:1/optuna" in err
+    assert "secret" not in err
+
+    optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    assert main(_args(storage, 1)) == 2
+    assert "was created to maximize, not minimize" in capsys.readouterr().err
+    assert _study(storage).trials == []
+
+
+def _hpo_process(args: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.hpo", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_a_killed_trial_is_failed_by_heartbeat_and_its_parameters_are_retried(
+    client, tracking_uri, storage
+):
+    env = subprocess_env(MLFLOW_TRACKING_URI=tracking_uri)
+    # the first trial is long (40 steps of the longest lengths), so the kill lands inside it
+    args = _args(storage, 2, "--heartbeat_interval", "1", "--trial_max_steps", "400")
+    worker = _hpo_process(args, env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        trials = _study(storage).trials if "s" in optuna.study.get_all_study_names(storage) else []
+        if trials and trials[0].state == TrialState.RUNNING and trials[0].params:
+            break
+        time.sleep(0.5)
+    time.sleep(3)  # well inside the trial's training
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    killed = _study(storage).trials[0]
+    assert killed.state == TrialState.RUNNING, "nobody has noticed yet"
+    time.sleep(3)  # past the grace period (2 x heartbeat)
+
+    rerun = _args(storage, 2, "--heartbeat_interval", "1", "--trial_max_steps", "20")
+    assert subprocess.run([sys.executable, "-m", "pipelines.hpo", *rerun], cwd=ROOT, env=env,
+                          capture_output=True).returncode == 0  # fmt: skip
+    trials = _study(storage).trials
+    assert trials[0].state == TrialState.FAIL
+    retried = [t for t in trials if RetryFailedTrialCallback.retried_trial_number(t) == 0]
+    assert len(retried) == 1 and retried[0].params == killed.params
+    assert len(_finished(_study(storage))) == 2
+    _, runs = _runs(client)
+    (orphan,) = [r for r in runs if r.data.tags["optuna.trial_number"] == "0"]
+    assert orphan.info.status == "FAILED", "the dead trial's run does not stay RUNNING"
+
+
+def _two_workers(storage: str, env: dict, n_trials: int) -> None:
+    args = _args(storage, n_trials)
+    workers = [_hpo_process(args, env) for _ in range(2)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-2000:]
+    trials = _study(storage).trials
+    finished = _finished(_study(storage))
+    assert len(finished) == n_trials, [t.state for t in trials]
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers)), "no trial number twice"
+    assert not [t for t in trials if t.state == TrialState.RUNNING], "none left running"
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_journal_storage(mlflow_server, tmp_path):
+    # workers share a tracking server, as they would across machines (two processes creating
+    # one fresh sqlite MLflow store at once race on its schema migrations)
+    env = subprocess_env(MLFLOW_TRACKING_URI=mlflow_server.url)
+    _two_workers(f"journal:///{tmp_path / 'journal.log'}", env, 4)
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on a free loopback port in a temp dir (as the postgres
+    user when the tests run as root, because initdb refuses root)."""
+
+    def __init__(self, directory) -> None:
+        self.directory, self.port = directory, free_port()
+        self.data = directory / "data"
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self._run(shutil.which("initdb"), "-D", str(self.data), "-U", "optuna", "--auth=trust")
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
+        log = str(self.directory / "server.log")  # the server must not hold our pipes open
+        self._run(shutil.which("pg_ctl"), "-D", str(self.data), "-l", log, "-o", options, "-w",
+                  "start")  # fmt: skip
+        self._run(shutil.which("createdb") or "createdb", "-h", "127.0.0.1", "-p",
+                  str(self.port), "-U", "optuna", "optuna")  # fmt: skip
+        return f"postgresql+psycopg://optuna@127.0.0.1:{self.port}/optuna"
+
+    def stop(self) -> None:
+        self._run(shutil.which("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (shutil.which("initdb") and shutil.which("pg_ctl")),
+    reason="PostgreSQL server binaries are not installed (.ci/run installs them)",
+)
+def test_two_workers_share_a_postgresql_storage(mlflow_server):
+    # not under tmp_path: pytest's base temp dir is private to root, the postgres user needs in
+    directory = Path(tempfile.mkdtemp(prefix="ntmlab-pg-"))
+    directory.chmod(0o755)
+    server = PostgresServer(directory / "cluster")
+    try:
+        url = server.start()
+        env = subprocess_env(MLFLOW_TRACKING_URI=mlflow_server.url)
+        _two_workers(url, env, 4)
+    finally:
+        if server.data.exists():
+            server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
