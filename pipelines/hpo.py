@@ -46,6 +46,7 @@ from pipelines.train import train
 from pipelines.train_config import MODEL_NAMES, SEQUENCE_TASKS, TrainConfig
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+DEFAULT_STORAGE = f"sqlite:///{PROJECT_ROOT / 'optuna.db'}"
 SURPLUS_ATTR = "ntmlab_surplus"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 METRIC_DIRECTIONS = {
@@ -65,10 +66,11 @@ class HpoConfig:
         exclusive_min=True,
     )  # fmt: skip
     study_name: str | None = option(None, "Optuna study (default: <model>-<task>)")
-    storage: str = option(
-        f"sqlite:///{PROJECT_ROOT / 'optuna.db'}",
-        "Optuna storage: sqlite:///file (one worker), journal:///file (workers on one "
-        "machine), postgresql+psycopg://user:pw@host/db (workers on several machines)",
+    storage: str | None = option(
+        None,
+        "Optuna storage: sqlite:///file (one worker; empty: <project>/optuna.db), "
+        "journal:///file (workers on one machine), postgresql+psycopg://user:pw@host/db "
+        "(workers on several machines)",
     )
     sampler: str = option("tpe", "Optuna sampler", choices=("tpe", "random"))
     sampler_seed: int = option(0, "seed of the sampler (each trial's draws are seeded by it)")
@@ -99,6 +101,8 @@ class HpoConfig:
             self.direction = METRIC_DIRECTIONS.get(self.metric)
         if self.study_name is None:
             self.study_name = f"{self.model}-{self.task}"
+        if self.storage is None:
+            self.storage = DEFAULT_STORAGE
 
 
 # ---------------------------------------------------------------- building blocks

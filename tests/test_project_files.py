@@ -11,6 +11,7 @@ import yaml
 from pipelines.config import build_parser, leaves
 from pipelines.evaluate import EvaluateConfig
 from pipelines.experiments import NtmVsLstmConfig
+from pipelines.hpo import HpoConfig
 from pipelines.tracking import tracking_uri
 from pipelines.train_config import TrainConfig
 from tests.conftest import ROOT
@@ -25,6 +26,7 @@ ENTRY_POINT_SCHEMAS = {
     "main": TrainConfig,
     "evaluate": EvaluateConfig,
     "ntm_vs_lstm": NtmVsLstmConfig,
+    "hpo": HpoConfig,
 }
 
 
