@@ -151,3 +151,25 @@ class CtrlCAt(pl.Callback):
     def on_train_batch_end(self, trainer, *args) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), signal.SIGINT)
+
+
+MNIST_DIR = Path(os.environ.get("NTMLAB_MNIST_DIR") or ROOT.parent / "shared" / "data")
+
+
+def _mnist_dir() -> Path:
+    from datamodules.mnist import has_local_files
+
+    if not has_local_files(MNIST_DIR):
+        pytest.fail(f"the MNIST raw files are not in {MNIST_DIR}/MNIST/raw; set NTMLAB_MNIST_DIR")
+    return MNIST_DIR
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    """The local MNIST root (``$NTMLAB_MNIST_DIR``, else ../shared/data); tests never download."""
+    return _mnist_dir()
+
+
+@pytest.fixture(scope="module")
+def mnist_dir_module() -> Path:
+    return _mnist_dir()

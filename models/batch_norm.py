@@ -1,0 +1,59 @@
+"""Batch normalization with separate statistics per step (Cooijmans et al. 2016, section 3).
+
+A recurrent or unfolded LSTM reuses its normalizers at every step (or layer), but the
+statistics of step 1 differ from those of step 30, so each step keeps its own running mean and
+variance. The affine scale ``gamma`` (initialized to 0.1, which the paper found essential to
+avoid saturating the gates) and shift ``beta`` are shared over steps when the weights are tied,
+and per step otherwise.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class StepwiseBatchNorm(nn.Module):
+    """``BN(x; gamma, beta)`` over the batch with per-step running statistics.
+
+    Args:
+        features: feature count of ``x`` (``[B, features]``).
+        steps: how many distinct steps keep statistics.
+        shared_affine: one ``gamma``/``beta`` for all steps (tied weights) or one per step.
+        shift: learn ``beta`` (the gate normalizers leave the shift to the LSTM's bias).
+        gamma_init: starting ``gamma``.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        steps: int,
+        shared_affine: bool = False,
+        shift: bool = False,
+        gamma_init: float = 0.1,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        copies = 1 if shared_affine else steps
+        self.gamma = nn.Parameter(torch.full((copies, features), gamma_init))
+        self.beta = nn.Parameter(torch.zeros(copies, features)) if shift else None
+        self.register_buffer("running_mean", torch.zeros(steps, features))
+        self.register_buffer("running_var", torch.ones(steps, features))
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        if self.training:
+            mean = x.mean(dim=0)
+            var = x.var(dim=0, unbiased=False)
+            with torch.no_grad():
+                unbiased = var * x.shape[0] / max(x.shape[0] - 1, 1)
+                self.running_mean[step].lerp_(mean, self.momentum)
+                self.running_var[step].lerp_(unbiased, self.momentum)
+        else:
+            mean, var = self.running_mean[step], self.running_var[step]
+        index = 0 if self.gamma.shape[0] == 1 else step
+        out = (x - mean) * torch.rsqrt(var + self.eps) * self.gamma[index]
+        if self.beta is not None:
+            out = out + self.beta[index]
+        return out

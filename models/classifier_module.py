@@ -1,0 +1,89 @@
+"""LightningModule shell for classifiers: cross-entropy, Adam, accuracy, and the per-layer
+gradient norms the unfolded-LSTM study is about."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.sequence_module import NonFiniteLossError
+
+
+def layer_gradient_norms(model: nn.Module) -> list[float]:
+    """L2 norm of the gradient of each layer's weight matrix, input layer first.
+
+    With tied weights the later layers share one matrix, whose gradient is the sum over the
+    layers; it is reported once per layer that uses it.
+    """
+    norms = []
+    for weight in model.layer_weights():
+        grad = weight.grad
+        norms.append(float(grad.norm()) if grad is not None else 0.0)
+    return norms
+
+
+class ClassifierModule(pl.LightningModule):
+    """Trains any ``inputs -> logits`` classifier; logs ``grad_norm/layer_<i>`` every
+    ``grad_norm_every`` steps when the core exposes ``layer_weights()``."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        clip_value: float = 1.0,
+        grad_norm_every: int = 50,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self.grad_norm_history: list[tuple[int, list[float]]] = []
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        inputs, labels = batch
+        logits = self.model(inputs)
+        loss = F.cross_entropy(logits, labels)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite training loss at step {self.global_step}")
+        accuracy = (logits.argmax(dim=1) == labels).float().mean()
+        self.log("train_loss", loss, prog_bar=True)
+        self.log("train_acc", accuracy)
+        return loss
+
+    def on_after_backward(self) -> None:
+        every = self.hparams.grad_norm_every
+        if not hasattr(self.model, "layer_weights") or every <= 0 or self.global_step % every:
+            return
+        norms = layer_gradient_norms(self.model)
+        self.grad_norm_history.append((self.global_step, norms))
+        for index, norm in enumerate(norms, start=1):
+            self.log(f"grad_norm/layer_{index}", norm, on_step=True, on_epoch=False)
+
+    def _evaluate(self, batch, prefix: str) -> None:
+        inputs, labels = batch
+        logits = self.model(inputs)
+        self.log(f"{prefix}_loss", F.cross_entropy(logits, labels), prog_bar=prefix == "val")
+        accuracy = (logits.argmax(dim=1) == labels).float().mean()
+        self.log(f"{prefix}_acc", accuracy, prog_bar=prefix == "val")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ):
+        if self.hparams.clip_value > 0:
+            self.clip_gradients(optimizer, self.hparams.clip_value, "norm")

@@ -1,0 +1,165 @@
+"""An LSTM unrolled through *depth*, and the BN-LSTM over time (Cooijmans et al. 2016).
+
+Both use the batch-normalized LSTM step
+
+    gates = BN_h(W_h h; gamma_h) + BN_x(W_x x; gamma_x) + b
+    c'    = sigmoid(f) * c + sigmoid(i) * tanh(g)
+    h'    = sigmoid(o) * tanh(BN_c(c'; gamma_c, beta_c))
+
+with each normalizer keeping per-step statistics (:class:`StepwiseBatchNorm`).
+
+:class:`UnfoldedLSTM` asks whether an LSTM cell repeated through depth trains like a very deep
+classifier: the whole image enters the first cell (``h = c = 0`` before it), then ``depth - 1``
+more cells pass ``(h, c)`` on like time steps, each with its own weights (``tied=False``) or
+all sharing one set (``tied=True``). A softmax classifier reads the last ``h``.
+
+:class:`RecurrentBNLSTM` runs the same cell over the steps of a sequence (tied weights, an input
+at every step): the paper's BN-LSTM for sequential MNIST.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.batch_norm import StepwiseBatchNorm
+
+FORGET_BIAS = 1.0
+
+
+def _orthogonal_gates(weight: torch.Tensor) -> None:
+    """Orthogonal init of each of the four ``[hidden, in]`` gate blocks of ``[4*hidden, in]``."""
+    for block in weight.chunk(4, dim=0):
+        nn.init.orthogonal_(block)
+
+
+def _lstm_bias(hidden: int) -> nn.Parameter:
+    bias = torch.zeros(4 * hidden)
+    bias[hidden : 2 * hidden] = FORGET_BIAS  # gate order i, f, g, o
+    return nn.Parameter(bias)
+
+
+def lstm_update(gates: torch.Tensor, c: torch.Tensor, norm_c) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(h', c')`` from pre-activation ``gates`` ``[B, 4H]`` (order i, f, g, o)."""
+    i, f, g, o = gates.chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(norm_c(c)), c
+
+
+class UnfoldedLSTM(nn.Module):
+    """Image ``[B, input_size]`` -> class logits ``[B, classes]`` through ``depth`` LSTM cells.
+
+    Parameters (``H`` = hidden, ``D`` = depth, ``I`` = input size, BN on): the first cell has
+    ``W_x`` (``4H x I``), a bias and ``gamma_x`` (``4H`` each); every later cell has ``W_h``
+    (``4H x H``), a bias and ``gamma_h``; every cell has ``gamma_c`` and ``beta_c`` (``H``
+    each). ``tied`` shares one later-cell set (``W_h``, bias, ``gamma_h``, ``gamma_c``,
+    ``beta_c``) among cells 2..D, and the first cell keeps its own ``gamma_c``/``beta_c``.
+    """
+
+    def __init__(
+        self,
+        input_size: int = 784,
+        hidden_size: int = 100,
+        depth: int = 10,
+        classes: int = 10,
+        tied: bool = False,
+        batch_norm: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self.depth, self.tied, self.batch_norm = depth, tied, batch_norm
+        hidden = hidden_size
+        self.input_weight = nn.Parameter(torch.empty(4 * hidden, input_size))
+        nn.init.xavier_uniform_(self.input_weight)
+        self.input_bias = _lstm_bias(hidden)
+        later = depth - 1
+        copies = (1 if tied else later) if later else 0
+        self.recurrent_weights = nn.ParameterList(
+            [nn.Parameter(torch.empty(4 * hidden, hidden)) for _ in range(copies)]
+        )
+        for weight in self.recurrent_weights:
+            _orthogonal_gates(weight)
+        self.recurrent_biases = nn.ParameterList([_lstm_bias(hidden) for _ in range(copies)])
+        if batch_norm:
+            self.norm_x = StepwiseBatchNorm(4 * hidden, 1)
+            self.norm_h = StepwiseBatchNorm(4 * hidden, max(later, 1), shared_affine=tied)
+            first_c = StepwiseBatchNorm(hidden, 1, shift=True)
+            later_c = StepwiseBatchNorm(hidden, max(later, 1), shared_affine=tied, shift=True)
+            self.norm_c = nn.ModuleList([first_c, later_c])
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, classes)
+
+    def layer_weights(self) -> list[nn.Parameter]:
+        """The weight matrix each cell uses, in depth order (one object repeats when tied)."""
+        later = [self.recurrent_weights[0 if self.tied else i] for i in range(self.depth - 1)]
+        return [self.input_weight, *later]
+
+    def forward(self, x: torch.Tensor, return_states: bool = False):
+        term = x @ self.input_weight.T
+        if self.batch_norm:
+            term = self.norm_x(term, 0)
+        c = torch.zeros(x.shape[0], self.input_weight.shape[0] // 4, device=x.device, dtype=x.dtype)
+        h, c = lstm_update(term + self.input_bias, c, self._norm_c(0))
+        states = [h]
+        for layer in range(1, self.depth):
+            index = 0 if self.tied else layer - 1
+            term = self.dropout(h) @ self.recurrent_weights[index].T
+            if self.batch_norm:
+                term = self.norm_h(term, layer - 1)
+            h, c = lstm_update(term + self.recurrent_biases[index], c, self._norm_c(layer))
+            states.append(h)
+        logits = self.classifier(self.dropout(h))
+        return (logits, states) if return_states else logits
+
+    def _norm_c(self, layer: int):
+        if not self.batch_norm:
+            return lambda c: c
+        if layer == 0:
+            return lambda c: self.norm_c[0](c, 0)
+        return lambda c: self.norm_c[1](c, layer - 1)
+
+
+class RecurrentBNLSTM(nn.Module):
+    """Sequence ``[B, T, input_size]`` -> class logits from the last ``h`` (BN-LSTM over time,
+    per-time-step statistics for the first ``steps`` steps, the last ones reused beyond)."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int = 100,
+        steps: int = 28,
+        classes: int = 10,
+        batch_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        hidden = hidden_size
+        self.input_weight = nn.Parameter(torch.empty(4 * hidden, input_size))
+        nn.init.xavier_uniform_(self.input_weight)
+        self.recurrent_weight = nn.Parameter(torch.empty(4 * hidden, hidden))
+        _orthogonal_gates(self.recurrent_weight)
+        self.bias = _lstm_bias(hidden)
+        self.batch_norm, self.steps, self.hidden = batch_norm, steps, hidden
+        if batch_norm:
+            shared = {"shared_affine": True}
+            self.norm_x = StepwiseBatchNorm(4 * hidden, steps, **shared)
+            self.norm_h = StepwiseBatchNorm(4 * hidden, steps, **shared)
+            self.norm_c = StepwiseBatchNorm(hidden, steps, shift=True, **shared)
+        self.classifier = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        inputs = x @ self.input_weight.T  # all steps at once: [B, T, 4H]
+        h = x.new_zeros(batch, self.hidden)
+        c = x.new_zeros(batch, self.hidden)
+        for t in range(length):
+            step = min(t, self.steps - 1)
+            x_term, h_term = inputs[:, t], h @ self.recurrent_weight.T
+            if self.batch_norm:
+                x_term, h_term = self.norm_x(x_term, step), self.norm_h(h_term, step)
+                norm_c = lambda cell, step=step: self.norm_c(cell, step)  # noqa: E731
+            else:
+                norm_c = lambda cell: cell  # noqa: E731
+            h, c = lstm_update(x_term + h_term + self.bias, c, norm_c)
+        return self.classifier(h)
