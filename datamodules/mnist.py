@@ -17,6 +17,7 @@ the error says where to put the files.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -52,7 +53,21 @@ def has_local_files(root: Path) -> bool:
 
 
 def load_split(root: Path, train: bool, download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images ``[N,28,28]`` (uint8) and labels ``[N]`` of the official train or test split."""
+    """Images ``[N,28,28]`` (uint8) and labels ``[N]`` of the official train or test split.
+
+    Parsed once per process (parsing the raw files takes seconds; grids and tests reuse them).
+    """
+    if has_local_files(root):
+        return _load_local(str(Path(root).resolve()), train)
+    return _load(root, train, download)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_local(root: str, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    return _load(Path(root), train, download=False)
+
+
+def _load(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     from torchvision.datasets import MNIST
 
     local = has_local_files(root)

@@ -92,6 +92,10 @@ def _parse_int_list(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def _parse_float_list(text: str) -> tuple[float, ...]:
+    return tuple(_parse_float(part) for part in text.split(",") if part.strip())
+
+
 def _parse_str_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -119,7 +123,8 @@ def _parser_for(annotation: Any):
     if annotation is str:
         return str
     if typing.get_origin(annotation) is tuple:
-        return _parse_str_list if typing.get_args(annotation)[0] is str else _parse_int_list
+        item = typing.get_args(annotation)[0]
+        return {str: _parse_str_list, float: _parse_float_list}.get(item, _parse_int_list)
     raise TypeError(f"no command-line parser for {annotation!r}")
 
 

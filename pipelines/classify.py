@@ -1,0 +1,187 @@
+"""Train one MNIST classifier and record it in MLflow, with the depth diagnostics.
+
+    python -m pipelines.classify --model unfolded_lstm --depth 10 --hidden_size 100 --epochs 10
+    python -m pipelines.classify --model bn_lstm --view rows
+    python -m pipelines.classify --model mlp --depth 30 --batch_norm true
+
+Models: ``unfolded_lstm`` (an LSTM unrolled through depth on the flat image), ``bn_lstm`` (the
+Cooijmans BN-LSTM over rows, pixels or permuted pixels), ``lstm`` (the plain LSTM baseline on
+those views), ``mlp`` (same depth and width as the unfolded LSTM, no gating) and ``cnn``.
+Logged: params, ``param_count``, loss/accuracy curves, ``grad_norm/layer_<i>``, test accuracy,
+``seconds_per_epoch``, a gradient-norm-vs-layer plot at several points of training, the first
+layer's input weights as 28x28 filters, and the model weights.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import mlflow
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from datamodules.mnist import MNISTDataModule, MNISTUnavailable
+from models.classifier_module import ClassifierModule
+from models.classifiers import DeepMLP, SequenceLSTMClassifier, SmallCNN
+from models.unfolded_lstm import RecurrentBNLSTM, UnfoldedLSTM
+from pipelines.cli import run_pipeline
+from pipelines.config import ConfigError, flatten_params, option
+from pipelines.diagnostics import filters_figure, gradient_norm_figure
+from pipelines.factory import count_parameters
+from pipelines.outbox import TrackingOutbox
+from pipelines.tracking import RunBoundLogger, run_dir, tracked_run
+
+CLASSIFIERS = ("unfolded_lstm", "bn_lstm", "lstm", "mlp", "cnn")
+SEQUENCE_VIEWS = ("rows", "pixels", "permuted")
+DEPTH_MODELS = ("unfolded_lstm", "mlp")
+
+
+@dataclass
+class ClassifyConfig:
+    model: str = option("unfolded_lstm", "classifier", choices=CLASSIFIERS)
+    view: str | None = option(
+        None, "input view (empty: flat for unfolded_lstm/mlp, image for cnn, rows otherwise)",
+        choices=(None, "flat", "image", *SEQUENCE_VIEWS),
+    )  # fmt: skip
+    depth: int = option(10, "cells (unfolded_lstm) or hidden layers (mlp)", min=1)
+    hidden_size: int = option(100, "state size / width", min=1)
+    tied: bool = option(False, "unfolded_lstm: one weight set for cells 2..depth")
+    batch_norm: bool = option(True, "batch normalization (unfolded_lstm, bn_lstm, mlp)")
+    dropout: float = option(0.0, "dropout on h (unfolded_lstm) or activations", min=0.0, max=0.9)
+    lr: float = option(1e-3, "Adam learning rate", min=0.0, exclusive_min=True)
+    clip_value: float = option(1.0, "gradient norm clipping (0: off)", min=0.0)
+    epochs: int = option(10, "training epochs", min=1)
+    max_minutes: float = option(60.0, "stop after this many minutes", min=0.0, exclusive_min=True)
+    batch_size: int = option(128, "training batch size", min=1)
+    train_subset: int | None = option(
+        None, "train on the first N images of the split (empty: all 55,000)", min=1, max=55_000
+    )
+    data_dir: str | None = option(None, "MNIST root with MNIST/raw (empty: $NTMLAB_MNIST_DIR)")
+    grad_norm_every: int = option(50, "log per-layer gradient norms every n steps", min=1)
+    progress_bar: bool = option(True, "show Lightning's progress bar")
+    seed: int = option(0, "seed of weights, split, shuffling and permutation", min=0)
+    experiment_name: str | None = option(None, "MLflow experiment (default: mnist)")
+
+    def resolve(self) -> None:
+        if self.view is None:
+            self.view = {"unfolded_lstm": "flat", "mlp": "flat", "cnn": "image"}.get(
+                self.model, "rows"
+            )
+
+    def check(self) -> None:
+        wanted = {"unfolded_lstm": ("flat",), "mlp": ("flat",), "cnn": ("image",)}
+        allowed = wanted.get(self.model, SEQUENCE_VIEWS)
+        if self.view not in allowed:
+            raise ConfigError(
+                f"--view {self.view} does not fit --model {self.model} (use {'/'.join(allowed)})"
+            )
+
+
+def make_classifier(config: ClassifyConfig, input_shape: tuple[int, ...]) -> nn.Module:
+    if config.model == "unfolded_lstm":
+        return UnfoldedLSTM(784, config.hidden_size, config.depth, tied=config.tied,
+                            batch_norm=config.batch_norm, dropout=config.dropout)  # fmt: skip
+    if config.model == "mlp":
+        return DeepMLP(784, config.hidden_size, config.depth, batch_norm=config.batch_norm,
+                       dropout=config.dropout)  # fmt: skip
+    if config.model == "cnn":
+        return SmallCNN(dropout=config.dropout)
+    steps, width = input_shape
+    if config.model == "bn_lstm":
+        return RecurrentBNLSTM(width, config.hidden_size, steps=steps,
+                               batch_norm=config.batch_norm)  # fmt: skip
+    return SequenceLSTMClassifier(width, config.hidden_size)
+
+
+@dataclass
+class ClassifyResult:
+    run_id: str
+    metrics: dict[str, float]
+
+
+def classify(
+    config: ClassifyConfig, tags: dict[str, str] | None = None, nested: bool = False
+) -> ClassifyResult:
+    """Fit and test ``config`` in one MLflow run (a child of the active run when ``nested``)."""
+    data = MNISTDataModule(
+        config.view,
+        data_dir=config.data_dir,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        permutation_seed=config.seed,
+        train_subset=config.train_subset,
+    )
+    try:
+        data.setup()
+    except MNISTUnavailable as error:
+        raise ConfigError(str(error)) from None
+    experiment = config.experiment_name or "mnist"
+    tags = {"ntmlab.pipeline": "classify", **(tags or {})}
+    run_name = f"{config.model}-{config.view}"
+    with tracked_run(experiment, run_name, tags, nested=nested) as run:
+        outbox = TrackingOutbox(run.info.run_id, spool_dir=run_dir(run.info.run_id))
+        try:
+            return ClassifyResult(run.info.run_id, _fit(config, data, run, outbox))
+        finally:
+            outbox.close(timeout_s=60)
+
+
+def _fit(config, data, run, outbox) -> dict[str, float]:
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    core = make_classifier(config, data.input_shape)
+    module = ClassifierModule(core, config.lr, clip_value=config.clip_value,
+                              grad_norm_every=config.grad_norm_every)  # fmt: skip
+    params = {k: v for k, v in flatten_params(config).items() if v is not None}
+    mlflow.log_params(params)
+    outbox.log_metrics({"param_count": count_parameters(core)}, step=0)
+    logger = RunBoundLogger(run, outbox)
+    trainer = pl.Trainer(
+        max_epochs=config.epochs,
+        max_time=timedelta(minutes=config.max_minutes),
+        logger=logger,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=config.progress_bar,
+        log_every_n_steps=config.grad_norm_every,
+    )
+    logger.use_steps_of(trainer)
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    seconds = time.perf_counter() - started
+    tested = trainer.test(module, datamodule=data, verbose=False)[0]
+    epochs = max(trainer.current_epoch, 1)
+    metrics = {
+        "test_acc": tested["test_acc"],
+        "test_loss": tested["test_loss"],
+        "train_time_s": seconds,
+        "seconds_per_epoch": seconds / epochs,
+    }
+    history = module.grad_norm_history
+    if history:
+        final = history[-1][1]
+        metrics["grad_norm_ratio_first_last"] = final[0] / max(final[-1], 1e-12)
+    outbox.log_metrics(metrics, step=trainer.global_step)
+    if history:
+        outbox.log_figure(
+            gradient_norm_figure(history, config.model), "plots/grad_norm_vs_layer.png"
+        )
+    first = getattr(core, "layer_weights", lambda: [])()
+    if first and config.view in ("flat", "image"):
+        outbox.log_figure(filters_figure(first[0], config.model), "plots/first_layer_filters.png")
+    path = run_dir(run.info.run_id) / "model" / "weights.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(core.state_dict(), path)
+    outbox.log_artifact(path, "model")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_pipeline("classify", ClassifyConfig, classify, argv, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

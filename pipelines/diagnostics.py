@@ -1,0 +1,48 @@
+"""Figures for the depth study: gradient norm per layer over training, first-layer filters."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+
+def gradient_norm_figure(history: list[tuple[int, list[float]]], title: str) -> Figure:
+    """Gradient norm (log scale) against layer, one line per point of training (up to 6)."""
+    figure, axis = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    picks = sorted({round(i * (len(history) - 1) / 5) for i in range(6)}) if history else []
+    for index in picks:
+        step, norms = history[index]
+        axis.plot(range(1, len(norms) + 1), norms, marker="o", label=f"step {step}")
+    axis.set_yscale("log")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_xlabel("layer (1 = input)")
+    axis.set_ylabel("gradient norm of the layer's weights")
+    axis.set_title(f"{title}: gradient norm by layer")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize="small")
+    return figure
+
+
+def filters_figure(weight: torch.Tensor, title: str, count: int = 64) -> Figure:
+    """The first ``count`` rows (or conv kernels) of the input weights as 28x28 (or kxk) tiles."""
+    weight = weight.detach().cpu().float()
+    # conv kernels [out, 1, k, k]; dense rows over the 784 pixels (an LSTM's input gate first)
+    tiles = weight[:count, 0] if weight.dim() == 4 else weight[:count].reshape(-1, 28, 28)
+    columns = 8
+    rows = math.ceil(len(tiles) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns, rows), constrained_layout=True)
+    for axis, tile in zip(axes.flat, tiles, strict=False):
+        limit = float(tile.abs().max()) or 1.0
+        axis.imshow(tile.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    for axis in axes.flat:
+        axis.set_axis_off()
+    figure.suptitle(f"{title}: first-layer input weights (red +, blue -)")
+    return figure

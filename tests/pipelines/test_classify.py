@@ -1,0 +1,67 @@
+"""The MNIST classify pipeline and the unfolded_grid entry, on tiny subsets of the real data."""
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.classify import main as classify_main
+from pipelines.unfolded_grid import main as grid_main
+from tests.conftest import artifact_paths
+
+TINY = ["--train_subset", "256", "--epochs", "1", "--batch_size", "64", "--grad_norm_every", "1",
+        "--progress_bar", "false"]  # fmt: skip
+
+
+def test_unfolded_lstm_run_logs_accuracy_gradient_norms_and_diagnostic_plots(client, mnist_dir):
+    args = [*TINY, "--depth", "3", "--hidden_size", "16", "--data_dir", str(mnist_dir)]
+    assert classify_main(args) == 0
+    (run,) = client.search_runs([client.get_experiment_by_name("mnist").experiment_id])
+    assert run.info.status == "FINISHED"
+    metrics = run.data.metrics
+    expected = ("test_acc", "val_acc", "seconds_per_epoch", "param_count", "grad_norm/layer_1",
+                "grad_norm/layer_3", "grad_norm_ratio_first_last")  # fmt: skip
+    for name in expected:
+        assert name in metrics, name
+    assert 0.0 <= metrics["test_acc"] <= 1.0
+    assert len(client.get_metric_history(run.info.run_id, "grad_norm/layer_2")) == 4
+    files = set(artifact_paths(client, run.info.run_id))
+    assert {"plots/grad_norm_vs_layer.png", "plots/first_layer_filters.png",
+            "model/weights.pt"} <= files  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("model", "extra"),
+    [("bn_lstm", ["--view", "rows"]), ("lstm", ["--view", "permuted"]), ("mlp", []),
+     ("cnn", [])],
+)  # fmt: skip
+def test_every_classifier_trains_on_its_view(client, mnist_dir, model, extra):
+    args = [*TINY, "--model", model, "--hidden_size", "8", "--depth", "2", *extra,
+            "--data_dir", str(mnist_dir), "--train_subset", "64"]  # fmt: skip
+    if model == "lstm":
+        args += ["--max_minutes", "0.05"]  # 784 steps per image: a few batches are enough
+    assert classify_main(args) == 0
+
+
+def test_bad_view_and_missing_data_are_clear_errors(client, tmp_path, capsys, monkeypatch):
+    assert classify_main(["--model", "cnn", "--view", "rows"]) == 2
+    assert "--view rows does not fit --model cnn" in capsys.readouterr().err
+    from torchvision.datasets import MNIST
+
+    monkeypatch.setattr(MNIST, "download", lambda self: (_ for _ in ()).throw(RuntimeError()))
+    assert classify_main(["--data_dir", str(tmp_path)]) == 2
+    assert "MNIST is not in" in capsys.readouterr().err
+
+
+def test_grid_runs_a_parent_with_one_child_per_cell_and_a_summary(client, mnist_dir):
+    args = ["--epochs", "1", "--depths", "2,3", "--hidden_sizes", "8", "--dropouts", "0",
+            "--tied", "false", "--train_subset", "128", "--batch_size", "64",
+            "--progress_bar", "false", "--data_dir", str(mnist_dir)]  # fmt: skip
+    assert grid_main(args) == 0
+    runs = client.search_runs([client.get_experiment_by_name("unfolded_grid").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("ntmlab.pipeline") == "unfolded_grid"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.params["depth"] for r in children) == ["2", "3"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    summary = client.download_artifacts(parent.info.run_id, "grid/summary.csv")
+    lines = Path(summary).read_text().splitlines()
+    assert lines[0].startswith("dropout,tied,depth,hidden_size,test_acc") and len(lines) == 3
