@@ -8,12 +8,14 @@ from functools import reduce
 import pytest
 import yaml
 
+from pipelines.classify import ClassifyConfig
 from pipelines.config import build_parser, leaves
 from pipelines.evaluate import EvaluateConfig
 from pipelines.experiments import NtmVsLstmConfig
 from pipelines.hpo import HpoConfig
 from pipelines.tracking import tracking_uri
 from pipelines.train_config import TrainConfig
+from pipelines.unfolded_grid import UnfoldedGridConfig
 from tests.conftest import ROOT
 
 
@@ -27,6 +29,8 @@ ENTRY_POINT_SCHEMAS = {
     "evaluate": EvaluateConfig,
     "ntm_vs_lstm": NtmVsLstmConfig,
     "hpo": HpoConfig,
+    "classify": ClassifyConfig,
+    "unfolded_grid": UnfoldedGridConfig,
 }
 
 
