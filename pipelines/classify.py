@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -55,6 +56,11 @@ class ClassifyConfig:
     lr: float = option(1e-3, "Adam learning rate", min=0.0, exclusive_min=True)
     clip_value: float = option(1.0, "gradient norm clipping (0: off)", min=0.0)
     epochs: int = option(10, "training epochs", min=1)
+    max_steps: int | None = option(None, "stop after this many steps (empty: epochs decide)",
+                                   min=1)  # fmt: skip
+    val_every_n_steps: int | None = option(
+        None, "validate every n steps (empty: once per epoch)", min=1
+    )
     max_minutes: float = option(60.0, "stop after this many minutes", min=0.0, exclusive_min=True)
     batch_size: int = option(128, "training batch size", min=1)
     train_subset: int | None = option(
@@ -101,12 +107,17 @@ def make_classifier(config: ClassifyConfig, input_shape: tuple[int, ...]) -> nn.
 class ClassifyResult:
     run_id: str
     metrics: dict[str, float]
+    steps: int
 
 
 def classify(
-    config: ClassifyConfig, tags: dict[str, str] | None = None, nested: bool = False
+    config: ClassifyConfig,
+    tags: dict[str, str] | None = None,
+    nested: bool = False,
+    callbacks: Sequence[pl.Callback] = (),
 ) -> ClassifyResult:
-    """Fit and test ``config`` in one MLflow run (a child of the active run when ``nested``)."""
+    """Fit and test ``config`` in one MLflow run (a child of the active run when ``nested``);
+    extra ``callbacks`` (e.g. pruning) join the fit."""
     data = MNISTDataModule(
         config.view,
         data_dir=config.data_dir,
@@ -125,12 +136,13 @@ def classify(
     with tracked_run(experiment, run_name, tags, nested=nested) as run:
         outbox = TrackingOutbox(run.info.run_id, spool_dir=run_dir(run.info.run_id))
         try:
-            return ClassifyResult(run.info.run_id, _fit(config, data, run, outbox))
+            metrics, steps = _fit(config, data, run, outbox, callbacks)
+            return ClassifyResult(run.info.run_id, metrics, steps)
         finally:
             outbox.close(timeout_s=60)
 
 
-def _fit(config, data, run, outbox) -> dict[str, float]:
+def _fit(config, data, run, outbox, callbacks) -> tuple[dict[str, float], int]:
     pl.seed_everything(config.seed, workers=True, verbose=False)
     core = make_classifier(config, data.input_shape)
     module = ClassifierModule(core, config.lr, clip_value=config.clip_value,
@@ -139,8 +151,13 @@ def _fit(config, data, run, outbox) -> dict[str, float]:
     mlflow.log_params(params)
     outbox.log_metrics({"param_count": count_parameters(core)}, step=0)
     logger = RunBoundLogger(run, outbox)
+    by_steps = config.val_every_n_steps
     trainer = pl.Trainer(
         max_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        val_check_interval=by_steps,
+        check_val_every_n_epoch=None if by_steps else 1,
+        callbacks=list(callbacks),
         max_time=timedelta(minutes=config.max_minutes),
         logger=logger,
         enable_checkpointing=False,
@@ -176,7 +193,7 @@ def _fit(config, data, run, outbox) -> dict[str, float]:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(core.state_dict(), path)
     outbox.log_artifact(path, "model")
-    return metrics
+    return metrics, trainer.global_step
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,12 +31,13 @@ import matplotlib.pyplot as plt
 import mlflow
 import optuna
 from mlflow.tracking import MlflowClient
-from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from pipelines.classify import CLASSIFIERS, ClassifyConfig, classify
 from pipelines.cli import run_pipeline
 from pipelines.config import ConfigError, _set, leaves, option, validate
 from pipelines.pruning import OptunaPruning
@@ -53,13 +54,18 @@ METRIC_DIRECTIONS = {
     "val_bits_per_seq": "minimize",
     "val_loss": "minimize",
     "val_bit_acc": "maximize",
+    "val_acc": "maximize",
 }
+MNIST = "mnist"
+SCHEMA_ATTEMPTS = 3
 
 
 @dataclass
 class HpoConfig:
-    model: str = option("ntm", "model to search", choices=MODEL_NAMES)
-    task: str = option("copy", "task to search on", choices=SEQUENCE_TASKS)
+    model: str = option(
+        "ntm", "model to search", choices=tuple(dict.fromkeys((*MODEL_NAMES, *CLASSIFIERS)))
+    )
+    task: str = option("copy", "task to search on", choices=(*SEQUENCE_TASKS, MNIST))
     n_trials: int = option(20, "finished trials (COMPLETE + PRUNED) the study should reach", min=1)
     timeout_minutes: float | None = option(
         None, "stop this worker after this many minutes (empty: no limit)", min=0.0,
@@ -75,8 +81,10 @@ class HpoConfig:
     sampler: str = option("tpe", "Optuna sampler", choices=("tpe", "random"))
     sampler_seed: int = option(0, "seed of the sampler (each trial's draws are seeded by it)")
     pruner: str = option("median", "pruner", choices=("median", "hyperband", "none"))
-    metric: str = option(
-        "val_bits_per_seq", "validation metric to optimize", choices=tuple(METRIC_DIRECTIONS)
+    metric: str | None = option(
+        None,
+        "validation metric (empty: val_bits_per_seq, or val_acc for mnist)",
+        choices=(None, *METRIC_DIRECTIONS),
     )
     direction: str | None = option(
         None, "minimize or maximize (empty: the metric's natural one)",
@@ -97,12 +105,22 @@ class HpoConfig:
     experiment_name: str | None = option(None, "MLflow experiment (default: hpo-<task>)")
 
     def resolve(self) -> None:
+        if self.metric is None:
+            self.metric = "val_acc" if self.task == MNIST else "val_bits_per_seq"
         if self.direction is None:
             self.direction = METRIC_DIRECTIONS.get(self.metric)
         if self.study_name is None:
             self.study_name = f"{self.model}-{self.task}"
         if self.storage is None:
             self.storage = DEFAULT_STORAGE
+
+    def check(self) -> None:
+        allowed = CLASSIFIERS if self.task == MNIST else MODEL_NAMES
+        if self.model not in allowed:
+            raise ConfigError(
+                f"--model {self.model} does not train on {self.task}; choose one of: "
+                f"{', '.join(allowed)}"
+            )
 
 
 # ---------------------------------------------------------------- building blocks
@@ -117,17 +135,29 @@ def open_storage(url: str, heartbeat_interval: int = 60, max_retry: int = 3):
             return JournalStorage(JournalFileBackend(path))
         except OSError as error:
             raise ConfigError(f"--storage: cannot open journal file {path} ({error})") from None
-    try:
-        return RDBStorage(
-            url,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=2 * heartbeat_interval,
-            heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=max_retry),
-            engine_kwargs={"pool_pre_ping": True},
-        )
-    except (SQLAlchemyError, ArgumentError, ValueError, ImportError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"--storage: cannot open {redacted(url)} ({reason[:200]})") from None
+    last_error: Exception | None = None
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=2 * heartbeat_interval,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry),
+                engine_kwargs={"pool_pre_ping": True},
+            )
+        except (ArgumentError, ValueError, ImportError) as error:
+            last_error = error
+            break
+        except SQLAlchemyError as error:
+            # workers starting together race to create the schema of a fresh database; the
+            # loser sees "duplicate key" once and succeeds on the next try
+            last_error = error
+            if "duplicate" not in str(error) and "already exists" not in str(error):
+                break
+            time.sleep(0.5 * (attempt + 1))
+    text = str(last_error).strip()
+    reason = text.splitlines()[0] if text else type(last_error).__name__
+    raise ConfigError(f"--storage: cannot open {redacted(url)} ({reason[:200]})")
 
 
 def redacted(url: str) -> str:
@@ -190,31 +220,61 @@ def make_pruner(config: HpoConfig, first_validation: int) -> optuna.pruners.Base
     return optuna.pruners.NopPruner()
 
 
-def base_train_config(config: HpoConfig, space: Space) -> TrainConfig:
-    """The train config every trial starts from: study settings plus fixed values."""
-    base = TrainConfig()
-    base.model.name, base.data.task, base.seed = config.model, config.task, config.seed
-    base.trainer.max_steps = config.trial_max_steps
-    base.trainer.max_minutes = config.trial_max_minutes
-    base.trainer.progress_bar = False
-    base.experiment_name = config.experiment_name
-    base.resolve()
-    base.data.test_lengths = (base.data.max_len,)  # trials are judged on validation, not tests
+def schema_of(config: HpoConfig) -> type:
+    """The config schema of the pipeline every trial runs."""
+    return ClassifyConfig if config.task == MNIST else TrainConfig
+
+
+def space_name(config: HpoConfig) -> str:
+    return "mnist_lstm" if (config.task, config.model) == (MNIST, "lstm") else config.model
+
+
+def base_trial_config(config: HpoConfig, space: Space):
+    """The config every trial starts from: study settings plus the space's fixed values."""
+    if config.task == MNIST:
+        base = ClassifyConfig(
+            model=config.model, seed=config.seed, progress_bar=False, epochs=10**6,
+            max_steps=config.trial_max_steps, max_minutes=config.trial_max_minutes,
+            val_every_n_steps=200, experiment_name=config.experiment_name,
+        )  # fmt: skip
+        base.resolve()
+    else:
+        base = TrainConfig()
+        base.model.name, base.data.task, base.seed = config.model, config.task, config.seed
+        base.trainer.max_steps = config.trial_max_steps
+        base.trainer.max_minutes = config.trial_max_minutes
+        base.trainer.progress_bar = False
+        base.experiment_name = config.experiment_name
+        base.resolve()
+        base.data.test_lengths = (base.data.max_len,)  # trials are judged on validation
     apply_values(base, {name: d.value for name, d in space.items() if isinstance(d, Fixed)})
     return base
 
 
-_CLI_PATHS = {leaf.cli: leaf.path for leaf in leaves(TrainConfig)}
+def first_validation_step(base) -> int:
+    if isinstance(base, ClassifyConfig):
+        return base.val_every_n_steps or 1
+    return base.data.batches_per_epoch
 
 
-def apply_values(config: TrainConfig, values: dict) -> None:
+def apply_values(config, values: dict) -> None:
+    paths = {leaf.cli: leaf.path for leaf in leaves(type(config))}
     for name, value in values.items():
-        _set(config, _CLI_PATHS[name], value)
+        _set(config, paths[name], value)
     config.resolve()
     validate(config)
 
 
-def check_space(base: TrainConfig, space: Space) -> None:
+def run_trial(trial_config, callbacks, tags) -> tuple[str, int]:
+    """Run one trial through its pipeline as a nested run; ``(run id, steps trained)``."""
+    if isinstance(trial_config, ClassifyConfig):
+        result = classify(trial_config, tags=tags, nested=True, callbacks=callbacks)
+    else:
+        result = train(trial_config, callbacks=callbacks, nested=True, tags=tags)
+    return result.run_id, result.steps
+
+
+def check_space(base, space: Space) -> None:
     """Every bound and choice of the space must give a valid train config on its own."""
     for name, dist in space.items():
         candidates = {
@@ -242,7 +302,7 @@ def _counted_before(study: optuna.Study, number: int) -> int:
 # ---------------------------------------------------------------- the study
 
 
-def objective_for(config: HpoConfig, space: Space, base: TrainConfig, session: dict):
+def objective_for(config: HpoConfig, space: Space, base, session: dict):
     """The trial function; ``session`` collects what this worker saw (surplus, failures)."""
 
     def objective(trial: optuna.Trial) -> float:
@@ -258,11 +318,11 @@ def objective_for(config: HpoConfig, space: Space, base: TrainConfig, session: d
             "optuna.study_name": config.study_name,
             "optuna.trial_number": str(trial.number),
         }
-        result = train(trial_config, callbacks=[pruning], nested=True, tags=tags)
-        trial.set_user_attr("run_id", result.run_id)
-        trial.set_user_attr("steps", result.steps)
+        run_id, steps = run_trial(trial_config, [pruning], tags)
+        trial.set_user_attr("run_id", run_id)
+        trial.set_user_attr("steps", steps)
         state = "PRUNED" if pruning.pruned_at is not None else "COMPLETE"
-        MlflowClient(tracking_uri()).set_tag(result.run_id, "optuna.trial_state", state)
+        MlflowClient(tracking_uri()).set_tag(run_id, "optuna.trial_state", state)
         if pruning.pruned_at is not None:
             raise optuna.TrialPruned(f"pruned at step {pruning.pruned_at}")
         if pruning.best is None:
@@ -354,12 +414,12 @@ def hpo(config: HpoConfig) -> optuna.Study:
     """Validate everything, open (or continue) the study and its parent run, run trials."""
     # heartbeats, stale-trial failing and the matplotlib plots are marked experimental
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    space = build_space(config.model, config.space)
-    base = base_train_config(config, space)
+    space = build_space(space_name(config), config.space, schema_of(config))
+    base = base_trial_config(config, space)
     check_space(base, space)
     storage = open_storage(config.storage, config.heartbeat_interval, config.max_retry)
     sampler = make_sampler(config)
-    pruner = make_pruner(config, base.data.batches_per_epoch)
+    pruner = make_pruner(config, first_validation_step(base))
     study = _open_study(config, storage, sampler, pruner)
 
     experiment = config.experiment_name or f"hpo-{config.task}"

@@ -77,21 +77,38 @@ SPACES: dict[str, Space] = {
         "num_layers": Range(1, 3, integer=True),
         "hidden_size": Choice((64, 128, 256, 512)),
     },
+    # MNIST classifiers (the classify pipeline)
+    "unfolded_lstm": {
+        "depth": Choice((10, 20, 30)),
+        "hidden_size": Choice((100, 200, 300)),
+        "dropout": Range(0.0, 0.5),
+        "tied": Choice((False, True)),
+        "lr": Range(1e-4, 1e-2, log=True),
+    },
+    "bn_lstm": {"hidden_size": Choice((100, 200)), "lr": Range(1e-4, 1e-2, log=True)},
+    "mnist_lstm": {"hidden_size": Choice((100, 200)), "lr": Range(1e-4, 1e-2, log=True)},
+    "mlp": {
+        "depth": Range(2, 30, integer=True),
+        "hidden_size": Choice((100, 200, 300)),
+        "dropout": Range(0.0, 0.5),
+        "lr": Range(1e-4, 1e-2, log=True),
+    },
+    "cnn": {"dropout": Range(0.0, 0.5), "lr": Range(1e-4, 1e-2, log=True)},
 }
 
 
-def _option_types() -> dict[str, Any]:
-    """``--name`` -> the parser that turns its text into a value (from the train schema)."""
-    parser = build_parser(TrainConfig, "")
+def _option_types(schema: type) -> dict[str, Any]:
+    """``--name`` -> the parser that turns its text into a value (from the pipeline schema)."""
+    parser = build_parser(schema, "")
     return {action.dest: action for action in parser._actions if action.option_strings}
 
 
-def _cli_to_param() -> dict[str, str]:
-    return {leaf.cli: leaf.param for leaf in leaves(TrainConfig)}
+def _cli_to_param(schema: type) -> dict[str, str]:
+    return {leaf.cli: leaf.param for leaf in leaves(schema)}
 
 
-def _parse_value(name: str, text: str) -> Any:
-    action = _option_types()[_cli_to_param()[name]]
+def _parse_value(name: str, text: str, schema: type) -> Any:
+    action = _option_types(schema)[_cli_to_param(schema)[name]]
     try:
         return action.type(text)
     except Exception as error:  # argparse type functions raise ArgumentTypeError/ValueError
@@ -109,19 +126,20 @@ def parse_overrides(text: str) -> dict[str, str]:
     return overrides
 
 
-def build_space(model: str, overrides_text: str) -> Space:
-    """The model's space with the command-line overrides applied and checked."""
-    space: Space = dict(SPACES[model])
-    known = _cli_to_param()
+def build_space(space_name: str, overrides_text: str, schema: type = TrainConfig) -> Space:
+    """The named space with the command-line overrides applied and checked against the
+    options of ``schema`` (the pipeline every trial runs)."""
+    space: Space = dict(SPACES[space_name])
+    known = _cli_to_param(schema)
     for name, value in parse_overrides(overrides_text).items():
         if name not in known:
-            raise ConfigError(f"--space: {name!r} is not a train option (see train --help)")
+            raise ConfigError(f"--space: {name!r} is not an option of the trial pipeline")
         if name in ("model", "task", "seed", "experiment_name", "resume_run_id"):
             raise ConfigError(f"--space: {name} is set by the study itself, not searched")
         base = space.get(name)
         if ":" in value:
             low_text, _, high_text = value.partition(":")
-            low, high = _parse_value(name, low_text), _parse_value(name, high_text)
+            low, high = _parse_value(name, low_text, schema), _parse_value(name, high_text, schema)
             if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
                 raise ConfigError(f"--space: {name} is not numeric, so it takes no low:high range")
             if not (math.isfinite(low) and math.isfinite(high)) or low > high:
@@ -131,10 +149,10 @@ def build_space(model: str, overrides_text: str) -> Space:
                 raise ConfigError(f"--space: {name} is searched on a log scale; low must be > 0")
             space[name] = Range(low, high, log, integer=isinstance(low, int))
         elif "|" in value:
-            choices = tuple(_parse_value(name, part) for part in value.split("|") if part)
+            choices = tuple(_parse_value(name, part, schema) for part in value.split("|") if part)
             if not choices:
                 raise ConfigError(f"--space: {name}={value} has no choices")
             space[name] = Choice(choices)
         else:
-            space[name] = Fixed(_parse_value(name, value))
+            space[name] = Fixed(_parse_value(name, value, schema))
     return space

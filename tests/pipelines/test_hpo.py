@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from pipelines.hpo import PARENT_RUN_ATTR, main, open_storage
@@ -166,7 +166,7 @@ def test_a_killed_trial_is_failed_by_heartbeat_and_its_parameters_are_retried(
                           capture_output=True).returncode == 0  # fmt: skip
     trials = _study(storage).trials
     assert trials[0].state == TrialState.FAIL
-    retried = [t for t in trials if RetryFailedTrialCallback.retried_trial_number(t) == 0]
+    retried = [t for t in trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == 0]
     assert len(retried) == 1 and retried[0].params == killed.params
     assert len(_finished(_study(storage))) == 2
     _, runs = _runs(client)
@@ -243,3 +243,19 @@ def test_two_workers_share_a_postgresql_storage(mlflow_server):
         if server.data.exists():
             server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_the_unfolded_lstm_is_searched_on_mnist_maximizing_val_acc(client, storage, mnist_dir):
+    space = (f"depth=2|3,hidden_size=8,train_subset=128,batch_size=32,val_every_n_steps=2,"
+             f"data_dir={mnist_dir}")  # fmt: skip
+    args = ["--model", "unfolded_lstm", "--task", "mnist", "--storage", storage, "--n_trials",
+            "2", "--trial_max_steps", "4", "--space", space, "--study_name", "s"]  # fmt: skip
+    assert main(args) == 0
+    study = _study(storage)
+    assert study.direction.name == "MAXIMIZE" and len(_finished(study)) == 2
+    assert {"depth", "dropout", "tied", "lr"} <= set(study.trials[0].params)
+    (parent,) = client.search_runs([client.get_experiment_by_name("hpo-mnist").experiment_id],
+                                   filter_string="tags.`ntmlab.pipeline` = 'hpo'")  # fmt: skip
+    assert parent.data.params["metric"] == "val_acc"
+    assert 0.0 <= parent.data.metrics["best_value"] <= 1.0
+    assert main(["--model", "ntm", "--task", "mnist", "--storage", storage]) == 2
