@@ -318,7 +318,11 @@ def objective_for(config: HpoConfig, space: Space, base, session: dict):
             "optuna.study_name": config.study_name,
             "optuna.trial_number": str(trial.number),
         }
-        run_id, steps = run_trial(trial_config, [pruning], tags)
+        try:
+            run_id, steps = run_trial(trial_config, [pruning], tags)
+        except Exception:
+            _tag_failed_trial_runs(config.study_name, trial.number)
+            raise
         trial.set_user_attr("run_id", run_id)
         trial.set_user_attr("steps", steps)
         state = "PRUNED" if pruning.pruned_at is not None else "COMPLETE"
@@ -330,6 +334,15 @@ def objective_for(config: HpoConfig, space: Space, base, session: dict):
         return pruning.best
 
     return objective
+
+
+def _tag_failed_trial_runs(study_name: str, number: int) -> None:
+    """Label the run of a trial that raised (the train pipeline already ended it FAILED)."""
+    client = MlflowClient(tracking_uri())
+    query = f"tags.`optuna.study_name` = '{study_name}' and tags.`optuna.trial_number` = '{number}'"
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    for run in client.search_runs(experiments, filter_string=query):
+        client.set_tag(run.info.run_id, "optuna.trial_state", "FAIL")
 
 
 def _open_study(config: HpoConfig, storage, sampler, pruner) -> optuna.Study:

@@ -256,3 +256,21 @@ def test_the_unfolded_lstm_is_searched_on_mnist_maximizing_val_acc(client, stora
     assert parent.data.params["metric"] == "val_acc"
     assert 0.0 <= parent.data.metrics["best_value"] <= 1.0
     assert main(["--model", "ntm", "--task", "mnist", "--storage", storage]) == 2
+
+
+def test_a_trial_that_crashes_is_fail_and_its_run_is_labelled(client, storage, monkeypatch):
+    import pipelines.hpo as hpo_module
+    from pipelines.tracking import tracked_run
+
+    def crashing_train(config, callbacks, nested, tags):
+        with tracked_run("hpo-copy", "crash", {"ntmlab.pipeline": "train", **tags}, nested=nested):
+            raise FloatingPointError("non-finite training loss")
+
+    monkeypatch.setattr(hpo_module, "train", crashing_train)
+    assert main(_args(storage, 1)) == 0  # the study survives; it stops after 3 failures in a row
+    trials = _study(storage).trials
+    assert len(trials) == 3 and all(t.state == TrialState.FAIL for t in trials)
+    _, runs = _runs(client)
+    assert len(runs) == 3
+    assert all(r.info.status == "FAILED" and r.data.tags["optuna.trial_state"] == "FAIL"
+               for r in runs)  # fmt: skip
