@@ -39,11 +39,15 @@ def _lstm_bias(hidden: int) -> nn.Parameter:
     return nn.Parameter(bias)
 
 
-def lstm_update(gates: torch.Tensor, c: torch.Tensor, norm_c) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(h', c')`` from pre-activation ``gates`` ``[B, 4H]`` (order i, f, g, o)."""
+def lstm_update(
+    gates: torch.Tensor, c: torch.Tensor, norm_c: StepwiseBatchNorm | None, step: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(h', c')`` from pre-activation ``gates`` ``[B, 4H]`` (order i, f, g, o); the new cell
+    state is normalized with ``norm_c``'s statistics of ``step`` before the tanh (if given)."""
     i, f, g, o = gates.chunk(4, dim=1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(norm_c(c)), c
+    shown = c if norm_c is None else norm_c(c, step)
+    return torch.sigmoid(o) * torch.tanh(shown), c
 
 
 class UnfoldedLSTM(nn.Module):
@@ -101,24 +105,18 @@ class UnfoldedLSTM(nn.Module):
         if self.batch_norm:
             term = self.norm_x(term, 0)
         c = torch.zeros(x.shape[0], self.input_weight.shape[0] // 4, device=x.device, dtype=x.dtype)
-        h, c = lstm_update(term + self.input_bias, c, self._norm_c(0))
+        first_c, later_c = self.norm_c if self.batch_norm else (None, None)
+        h, c = lstm_update(term + self.input_bias, c, first_c, 0)
         states = [h]
         for layer in range(1, self.depth):
             index = 0 if self.tied else layer - 1
             term = self.dropout(h) @ self.recurrent_weights[index].T
             if self.batch_norm:
                 term = self.norm_h(term, layer - 1)
-            h, c = lstm_update(term + self.recurrent_biases[index], c, self._norm_c(layer))
+            h, c = lstm_update(term + self.recurrent_biases[index], c, later_c, layer - 1)
             states.append(h)
         logits = self.classifier(self.dropout(h))
         return (logits, states) if return_states else logits
-
-    def _norm_c(self, layer: int):
-        if not self.batch_norm:
-            return lambda c: c
-        if layer == 0:
-            return lambda c: self.norm_c[0](c, 0)
-        return lambda c: self.norm_c[1](c, layer - 1)
 
 
 class RecurrentBNLSTM(nn.Module):
@@ -158,8 +156,6 @@ class RecurrentBNLSTM(nn.Module):
             x_term, h_term = inputs[:, t], h @ self.recurrent_weight.T
             if self.batch_norm:
                 x_term, h_term = self.norm_x(x_term, step), self.norm_h(h_term, step)
-                norm_c = lambda cell, step=step: self.norm_c(cell, step)  # noqa: E731
-            else:
-                norm_c = lambda cell: cell  # noqa: E731
-            h, c = lstm_update(x_term + h_term + self.bias, c, norm_c)
+            norm_c = self.norm_c if self.batch_norm else None
+            h, c = lstm_update(x_term + h_term + self.bias, c, norm_c, step)
         return self.classifier(h)
