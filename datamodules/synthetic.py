@@ -47,7 +47,8 @@ def seeded_generator(*key: int) -> torch.Generator:
 
 
 class SyntheticTask(ABC):
-    """A task generator. ``length`` is the task's difficulty knob (sequence length, items...).
+    """A task generator over vectors of ``bits`` bits. ``length`` is the difficulty knob
+    (sequence length, items...).
 
     Class attributes give each task's paper defaults so configs can leave them empty.
     """
@@ -60,7 +61,10 @@ class SyntheticTask(ABC):
     default_test_lengths: tuple[int, ...] = (20, 40, 80, 120)  # scored at the end of training
     default_eval_lengths: tuple[int, ...] = (10, 20, 40, 80, 120)  # the evaluate pipeline's
 
-    def __init__(self, min_len: int, max_len: int) -> None:
+    def __init__(self, bits: int, min_len: int, max_len: int) -> None:
+        if bits < 1:
+            raise ValueError(f"bits must be >= 1, got {bits}")
+        self.bits = bits
         if min_len < 1:
             raise ValueError(f"min_len must be >= 1, got {min_len}")
         if max_len < min_len:
@@ -101,10 +105,7 @@ class CopyTask(SyntheticTask):
     name = "copy"
 
     def __init__(self, bits: int = 8, min_len: int = 1, max_len: int = 20) -> None:
-        super().__init__(min_len, max_len)
-        if bits < 1:
-            raise ValueError(f"bits must be >= 1, got {bits}")
-        self.bits = bits
+        super().__init__(bits, min_len, max_len)
         self.input_width = bits + 1
         self.output_width = bits
 
@@ -156,9 +157,7 @@ class RepeatCopyTask(SyntheticTask):
         max_repeats: int = 10,
         test_repeats: int | None = None,
     ) -> None:
-        super().__init__(min_len, max_len)
-        if bits < 1:
-            raise ValueError(f"bits must be >= 1, got {bits}")
+        super().__init__(bits, min_len, max_len)
         if min_repeats < 1:
             raise ValueError(f"min_repeats must be >= 1, got {min_repeats}")
         if max_repeats < min_repeats:
@@ -167,7 +166,6 @@ class RepeatCopyTask(SyntheticTask):
             )
         if test_repeats is not None and (isinstance(test_repeats, bool) or test_repeats < 1):
             raise ValueError(f"repeats must be positive integers, got {test_repeats!r}")
-        self.bits = bits
         self.min_repeats, self.max_repeats = min_repeats, max_repeats
         self.test_repeats = test_repeats
         self.input_width = bits + 2
@@ -242,14 +240,12 @@ class AssociativeRecallTask(SyntheticTask):
     def __init__(
         self, bits: int = 6, min_len: int = 2, max_len: int = 6, item_size: int = 3
     ) -> None:
-        super().__init__(min_len, max_len)
+        super().__init__(bits, min_len, max_len)
         if min_len < 2:
             raise ValueError(f"associative_recall needs at least 2 items, got min_len {min_len}")
-        if bits < 1:
-            raise ValueError(f"bits must be >= 1, got {bits}")
         if item_size < 1:
             raise ValueError(f"item_size must be >= 1, got {item_size}")
-        self.bits, self.item_size = bits, item_size
+        self.item_size = item_size
         self.input_width = bits + 2
         self.output_width = bits
 
