@@ -120,11 +120,11 @@ def plan_test_sets(
         except ValueError as error:
             raise ConfigError(f"--lengths: {error}") from None
         for model in models:
-            slots = model.config.model.memory_slots
-            if model.config.model.name == "ntm" and task.slots_needed(length) > slots:
+            if model.config.model.memory_too_small(task, length):
                 raise ConfigError(
                     f"--lengths: {task.name} at length {length} needs "
-                    f"{task.slots_needed(length)} memory rows; {model.label} has {slots}"
+                    f"{task.slots_needed(length)} memory rows; {model.label} has "
+                    f"{model.config.model.memory_slots}"
                 )
     return plan
 
@@ -138,11 +138,13 @@ def score_models(
     device: torch.device,
 ) -> list[ScoreRow]:
     """Score every model on the same seeded test sets: one row per model and test set."""
+    for model in models:
+        model.core.to(device)
     rows = []
     for task, length in plan:
         batches = make_test_set(task, length, test_size, batch_size, seed)
         for model in models:
-            scores = score_batches(model.core.to(device), batches, device)
+            scores = score_batches(model.core, batches, device)
             rows.append(
                 ScoreRow(
                     model=model.label,

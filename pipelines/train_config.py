@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from datamodules.synthetic import TASKS
+from datamodules.synthetic import TASKS, SyntheticTask
 from pipelines.config import ConfigError, option
 
 MODEL_NAMES = ("ntm", "lstm")
@@ -42,6 +42,10 @@ class ModelConfig:
     controller_clip: float = option(
         20.0, "bound on the NTM controller's outputs", min=0.0, exclusive_min=True, models=NTM
     )
+
+    def memory_too_small(self, task: SyntheticTask, length: int) -> bool:
+        """True when this is an NTM whose memory cannot hold one episode of ``length``."""
+        return self.name == "ntm" and task.slots_needed(length) > self.memory_slots
 
 
 @dataclass
@@ -174,10 +178,9 @@ class TrainConfig:
         except ValueError as error:
             raise ConfigError(str(error)) from error
         longest = max((data.max_len, *data.test_lengths))
-        needed = task.slots_needed(longest)
-        if needed > self.model.memory_slots:
+        if self.model.memory_too_small(task, longest):
             raise ConfigError(
-                f"{data.task} at length {longest} needs {needed} memory rows but --memory_slots "
-                f"is {self.model.memory_slots}; raise --memory_slots or shorten "
-                "--max_len/--test_lengths"
+                f"{data.task} at length {longest} needs {task.slots_needed(longest)} memory "
+                f"rows but --memory_slots is {self.model.memory_slots}; raise --memory_slots "
+                "or shorten --max_len/--test_lengths"
             )
