@@ -211,6 +211,15 @@ def parse_config(config_type: type, argv: list[str] | None, description: str = "
     return config
 
 
+def update(config: Any, values: dict[str, Any]) -> None:
+    """Set options by command-line name (``{"lr": 1e-3}``), then resolve and validate again."""
+    paths = {leaf.cli: leaf.path for leaf in leaves(type(config))}
+    for name, value in values.items():
+        _set(config, paths[name], value)
+    _resolve(config)
+    validate(config)
+
+
 def _resolve(config: Any) -> None:
     """Let a config fill defaults that depend on other fields (e.g. a model's recipe)."""
     resolve = getattr(config, "resolve", None)

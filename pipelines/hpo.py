@@ -39,9 +39,9 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from pipelines.classify import CLASSIFIERS, ClassifyConfig, classify
 from pipelines.cli import run_pipeline
-from pipelines.config import ConfigError, _set, leaves, option, validate
+from pipelines.config import ConfigError, option, update
 from pipelines.pruning import OptunaPruning
-from pipelines.search_spaces import Choice, Fixed, Range, Space, build_space
+from pipelines.search_spaces import Fixed, Space, build_space
 from pipelines.tracking import PROJECT_ROOT, tracked_run, tracking_uri
 from pipelines.train import train
 from pipelines.train_config import MODEL_NAMES, SEQUENCE_TASKS, TrainConfig
@@ -247,7 +247,7 @@ def base_trial_config(config: HpoConfig, space: Space):
         base.experiment_name = config.experiment_name
         base.resolve()
         base.data.test_lengths = (base.data.max_len,)  # trials are judged on validation
-    apply_values(base, {name: d.value for name, d in space.items() if isinstance(d, Fixed)})
+    update(base, {name: d.value for name, d in space.items() if isinstance(d, Fixed)})
     return base
 
 
@@ -255,14 +255,6 @@ def first_validation_step(base) -> int:
     if isinstance(base, ClassifyConfig):
         return base.val_every_n_steps or 1
     return base.data.batches_per_epoch
-
-
-def apply_values(config, values: dict) -> None:
-    paths = {leaf.cli: leaf.path for leaf in leaves(type(config))}
-    for name, value in values.items():
-        _set(config, paths[name], value)
-    config.resolve()
-    validate(config)
 
 
 def run_trial(trial_config, callbacks, tags) -> tuple[str, int]:
@@ -277,15 +269,10 @@ def run_trial(trial_config, callbacks, tags) -> tuple[str, int]:
 def check_space(base, space: Space) -> None:
     """Every bound and choice of the space must give a valid train config on its own."""
     for name, dist in space.items():
-        candidates = {
-            Range: lambda d: (d.low, d.high),
-            Choice: lambda d: d.values,
-            Fixed: lambda d: (d.value,),
-        }[type(dist)](dist)
-        for value in candidates:
+        for value in dist.extremes():
             probe = copy.deepcopy(base)
             try:
-                apply_values(probe, {name: value})
+                update(probe, {name: value})
             except ConfigError as error:
                 raise ConfigError(f"--space: {name}={value!r} is invalid: {error}") from None
 
@@ -302,8 +289,9 @@ def _counted_before(study: optuna.Study, number: int) -> int:
 # ---------------------------------------------------------------- the study
 
 
-def objective_for(config: HpoConfig, space: Space, base, session: dict):
-    """The trial function; ``session`` collects what this worker saw (surplus, failures)."""
+def objective_for(config: HpoConfig, space: Space, base, experiment_id: str, session: dict):
+    """The trial function (trial runs land in ``experiment_id``, the parent's); ``session``
+    collects what this worker saw (surplus)."""
 
     def objective(trial: optuna.Trial) -> float:
         if _counted_before(trial.study, trial.number) >= config.n_trials:
@@ -312,7 +300,7 @@ def objective_for(config: HpoConfig, space: Space, base, session: dict):
             raise SurplusTrial(f"trial {trial.number} is beyond n_trials={config.n_trials}")
         values = {name: dist.suggest(trial, name) for name, dist in space.items()}
         trial_config = copy.deepcopy(base)
-        apply_values(trial_config, values)
+        update(trial_config, values)
         pruning = OptunaPruning(trial, config.metric, config.direction)
         tags = {
             "optuna.study_name": config.study_name,
@@ -321,7 +309,10 @@ def objective_for(config: HpoConfig, space: Space, base, session: dict):
         try:
             run_id, steps = run_trial(trial_config, [pruning], tags)
         except Exception:
-            _tag_failed_trial_runs(config.study_name, trial.number)
+            client = MlflowClient(tracking_uri())
+            query = f"tags.`optuna.trial_number` = '{trial.number}'"
+            for failed in _trial_runs(client, experiment_id, config.study_name, query):
+                client.set_tag(failed.info.run_id, "optuna.trial_state", "FAIL")
             raise
         trial.set_user_attr("run_id", run_id)
         trial.set_user_attr("steps", steps)
@@ -336,27 +327,15 @@ def objective_for(config: HpoConfig, space: Space, base, session: dict):
     return objective
 
 
-def _tag_failed_trial_runs(study_name: str, number: int) -> None:
-    """Label the run of a trial that raised (the train pipeline already ended it FAILED)."""
-    client = MlflowClient(tracking_uri())
-    query = f"tags.`optuna.study_name` = '{study_name}' and tags.`optuna.trial_number` = '{number}'"
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    for run in client.search_runs(experiments, filter_string=query):
-        client.set_tag(run.info.run_id, "optuna.trial_state", "FAIL")
+def _trial_runs(client: MlflowClient, experiment_id: str, study_name: str, condition: str):
+    """This study's trial runs in the parent's experiment that also meet ``condition``."""
+    query = f"tags.`optuna.study_name` = '{study_name}' and {condition}"
+    return client.search_runs([experiment_id], filter_string=query)
 
 
 def _open_study(config: HpoConfig, storage, sampler, pruner) -> optuna.Study:
-    try:
-        existing = optuna.load_study(study_name=config.study_name, storage=storage)
-    except KeyError:
-        existing = None
-    if existing is not None and existing.direction.name.lower() != config.direction:
-        raise ConfigError(
-            f"study {config.study_name!r} in {redacted(config.storage)} was created to "
-            f"{existing.direction.name.lower()}, not {config.direction}; pick another "
-            "--study_name or --direction"
-        )
-    return optuna.create_study(
+    """Create the study, or load it unchanged if it exists (then its direction must match)."""
+    study = optuna.create_study(
         study_name=config.study_name,
         storage=storage,
         sampler=sampler,
@@ -364,6 +343,13 @@ def _open_study(config: HpoConfig, storage, sampler, pruner) -> optuna.Study:
         direction=config.direction,
         load_if_exists=True,
     )
+    created_for = study.direction.name.lower()
+    if created_for != config.direction:
+        raise ConfigError(
+            f"study {config.study_name!r} in {redacted(config.storage)} was created to "
+            f"{created_for}, not {config.direction}; pick another --study_name or --direction"
+        )
+    return study
 
 
 def _parent_run_id(study: optuna.Study) -> str | None:
@@ -457,21 +443,20 @@ def hpo(config: HpoConfig) -> optuna.Study:
                 }
             )
         session: dict = {"surplus": False}
-        objective = objective_for(config, space, base, session)
+        objective = objective_for(config, space, base, run.info.experiment_id, session)
         started = time.monotonic()
         deadline = None if config.timeout_minutes is None else 60 * config.timeout_minutes
         failures = 0
         try:
-            while _finished(study) < config.n_trials:
-                optuna.storages.fail_stale_trials(study)
+            while (finished := _finished(study)) < config.n_trials:
+                optuna.storages.fail_stale_trials(study)  # stale trials become FAIL, not finished
                 _fail_orphaned_runs(study, run.info.experiment_id, config.study_name)
-                if _finished(study) + _running(study) >= config.n_trials:
+                if finished + _running(study) >= config.n_trials:
                     break  # other workers hold the remaining trials
-                before = _finished(study)
                 study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
                 if session["surplus"]:
                     break
-                failures = failures + 1 if _finished(study) == before else 0
+                failures = failures + 1 if _finished(study) == finished else 0
                 if failures >= max(3, config.n_trials):
                     print(f"hpo: stopping after {failures} failed trials in a row; see the "
                           "failed trial runs' error tags", file=sys.stderr)  # fmt: skip
@@ -489,13 +474,7 @@ def _fail_orphaned_runs(study: optuna.Study, experiment_id: str, study_name: str
     if not failed:
         return
     client = MlflowClient(tracking_uri())
-    orphans = client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.`optuna.study_name` = '{study_name}' and attributes.status = 'RUNNING'"
-        ),
-    )
-    for orphan in orphans:
+    for orphan in _trial_runs(client, experiment_id, study_name, "attributes.status = 'RUNNING'"):
         if orphan.data.tags.get("optuna.trial_number") in failed:
             client.set_tag(orphan.info.run_id, "error", "the worker died (no trial heartbeat)")
             client.set_tag(orphan.info.run_id, "optuna.trial_state", "FAIL")

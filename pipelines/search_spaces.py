@@ -9,6 +9,7 @@ restricts the choices or fixes a value; any other train option can be fixed the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,10 @@ class Range:
     def describe(self) -> str:
         return f"{self.low:g}..{self.high:g}" + (" (log)" if self.log else "")
 
+    def extremes(self) -> tuple:
+        """The values that must each be valid for the whole distribution to be."""
+        return (self.low, self.high)
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -44,6 +49,9 @@ class Choice:
     def describe(self) -> str:
         return " | ".join(map(str, self.values))
 
+    def extremes(self) -> tuple:
+        return self.values
+
 
 @dataclass(frozen=True)
 class Fixed:
@@ -54,6 +62,9 @@ class Fixed:
 
     def describe(self) -> str:
         return f"fixed {self.value}"
+
+    def extremes(self) -> tuple:
+        return (self.value,)
 
 
 Space = dict[str, Range | Choice | Fixed]
@@ -97,20 +108,16 @@ SPACES: dict[str, Space] = {
 }
 
 
-def _option_types(schema: type) -> dict[str, Any]:
-    """``--name`` -> the parser that turns its text into a value (from the pipeline schema)."""
+def _option_parsers(schema: type) -> dict[str, Callable[[str], Any]]:
+    """Command-line name -> the function that turns its text into a value (from the schema)."""
     parser = build_parser(schema, "")
-    return {action.dest: action for action in parser._actions if action.option_strings}
+    by_param = {action.dest: action.type for action in parser._actions if action.option_strings}
+    return {leaf.cli: by_param[leaf.param] for leaf in leaves(schema)}
 
 
-def _cli_to_param(schema: type) -> dict[str, str]:
-    return {leaf.cli: leaf.param for leaf in leaves(schema)}
-
-
-def _parse_value(name: str, text: str, schema: type) -> Any:
-    action = _option_types(schema)[_cli_to_param(schema)[name]]
+def _parse_value(name: str, text: str, parse: Callable[[str], Any]) -> Any:
     try:
-        return action.type(text)
+        return parse(text)
     except Exception as error:  # argparse type functions raise ArgumentTypeError/ValueError
         raise ConfigError(f"--space: {name}={text!r}: {error}") from None
 
@@ -130,16 +137,17 @@ def build_space(space_name: str, overrides_text: str, schema: type = TrainConfig
     """The named space with the command-line overrides applied and checked against the
     options of ``schema`` (the pipeline every trial runs)."""
     space: Space = dict(SPACES[space_name])
-    known = _cli_to_param(schema)
+    parsers = _option_parsers(schema)
     for name, value in parse_overrides(overrides_text).items():
-        if name not in known:
+        if name not in parsers:
             raise ConfigError(f"--space: {name!r} is not an option of the trial pipeline")
+        parse = parsers[name]
         if name in ("model", "task", "seed", "experiment_name", "resume_run_id"):
             raise ConfigError(f"--space: {name} is set by the study itself, not searched")
         base = space.get(name)
         if ":" in value:
             low_text, _, high_text = value.partition(":")
-            low, high = _parse_value(name, low_text, schema), _parse_value(name, high_text, schema)
+            low, high = _parse_value(name, low_text, parse), _parse_value(name, high_text, parse)
             if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
                 raise ConfigError(f"--space: {name} is not numeric, so it takes no low:high range")
             if not (math.isfinite(low) and math.isfinite(high)) or low > high:
@@ -149,10 +157,10 @@ def build_space(space_name: str, overrides_text: str, schema: type = TrainConfig
                 raise ConfigError(f"--space: {name} is searched on a log scale; low must be > 0")
             space[name] = Range(low, high, log, integer=isinstance(low, int))
         elif "|" in value:
-            choices = tuple(_parse_value(name, part, schema) for part in value.split("|") if part)
+            choices = tuple(_parse_value(name, part, parse) for part in value.split("|") if part)
             if not choices:
                 raise ConfigError(f"--space: {name}={value} has no choices")
             space[name] = Choice(choices)
         else:
-            space[name] = Fixed(_parse_value(name, value, schema))
+            space[name] = Fixed(_parse_value(name, value, parse))
     return space
