@@ -14,6 +14,7 @@ layer's input weights as 28x28 filters, and the model weights.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -134,15 +135,18 @@ def classify(
     tags = {"ntmlab.pipeline": "classify", **(tags or {})}
     run_name = f"{config.model}-{config.view}"
     with tracked_run(experiment, run_name, tags, nested=nested) as run:
-        outbox = TrackingOutbox(run.info.run_id, spool_dir=run_dir(run.info.run_id))
+        workdir = run_dir(run.info.run_id)
+        outbox = TrackingOutbox(run.info.run_id, spool_dir=workdir)
         try:
-            metrics, steps = _fit(config, data, run, outbox, callbacks)
-            return ClassifyResult(run.info.run_id, metrics, steps)
+            metrics, steps = _fit(config, data, run, workdir, outbox, callbacks)
         finally:
-            outbox.close(timeout_s=60)
+            delivered = outbox.close(timeout_s=60)
+    if delivered:
+        shutil.rmtree(workdir, ignore_errors=True)  # everything is in the run's artifacts
+    return ClassifyResult(run.info.run_id, metrics, steps)
 
 
-def _fit(config, data, run, outbox, callbacks) -> tuple[dict[str, float], int]:
+def _fit(config, data, run, workdir, outbox, callbacks) -> tuple[dict[str, float], int]:
     pl.seed_everything(config.seed, workers=True, verbose=False)
     core = make_classifier(config, data.input_shape)
     module = ClassifierModule(core, config.lr, clip_value=config.clip_value,
@@ -189,7 +193,7 @@ def _fit(config, data, run, outbox, callbacks) -> tuple[dict[str, float], int]:
     first = getattr(core, "layer_weights", lambda: [])()
     if first and config.view in ("flat", "image"):
         outbox.log_figure(filters_figure(first[0], config.model), "plots/first_layer_filters.png")
-    path = run_dir(run.info.run_id) / "model" / "weights.pt"
+    path = workdir / "model" / "weights.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(core.state_dict(), path)
     outbox.log_artifact(path, "model")

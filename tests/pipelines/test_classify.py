@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.classify import main as classify_main
+from pipelines.tracking import run_dir
 from pipelines.unfolded_grid import main as grid_main
 from tests.conftest import artifact_paths
 
@@ -27,6 +28,7 @@ def test_unfolded_lstm_run_logs_accuracy_gradient_norms_and_diagnostic_plots(cli
     files = set(artifact_paths(client, run.info.run_id))
     assert {"plots/grad_norm_vs_layer.png", "plots/first_layer_filters.png",
             "model/weights.pt"} <= files  # fmt: skip
+    assert not run_dir(run.info.run_id).exists(), "uploaded, so the local copy is gone"
 
 
 @pytest.mark.parametrize(
