@@ -13,12 +13,14 @@ batch's standard deviation) and the range of the variance ratio batch/running.
 from __future__ import annotations
 
 import argparse
+import itertools
 
 import pytorch_lightning as pl
 import torch
 
 from benchmarks.common import machine
 from datamodules.mnist import MNISTDataModule
+from models.batch_norm import estimate_population_statistics
 from models.classifier_module import ClassifierModule
 from models.unfolded_lstm import RecurrentBNLSTM
 
@@ -27,6 +29,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--eps", type=float, default=1e-5)
     parser.add_argument("--data_dir", default=None)
+    parser.add_argument(
+        "--population_batches",
+        type=int,
+        default=0,
+        help="re-estimate the statistics over this many training batches first",
+    )
     args = parser.parse_args()
     pl.seed_everything(0, verbose=False)
     data = MNISTDataModule("rows", data_dir=args.data_dir, batch_size=64, train_subset=3000)
@@ -38,6 +46,11 @@ def main() -> None:
                          limit_val_batches=0)  # fmt: skip
     trainer.fit(ClassifierModule(core, lr=3e-3), datamodule=data)
 
+    if args.population_batches:
+        train_inputs = (
+            x for x, _ in itertools.islice(iter(data.train_dataloader()), args.population_batches)
+        )
+        estimate_population_statistics(core, train_inputs)
     x, y = next(iter(data.val_dataloader()))
     x, y = x[:1000], y[:1000]
     seen: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -63,6 +76,11 @@ def main() -> None:
         for name, buffer in core.named_buffers():
             buffer.copy_(saved[name])
     print(f"machine: {machine()}")
+    print(
+        f"population statistics from {args.population_batches} training batches"
+        if args.population_batches
+        else "running statistics from training"
+    )
     print(f"eps {args.eps:g}: eval-mode accuracy {100 * eval_acc:.1f} %, "
           f"batch-statistics accuracy {100 * batch_acc:.1f} %")  # fmt: skip
     print("| normalizer | step | max mean gap (batch stds) | var ratio min | var ratio max |")

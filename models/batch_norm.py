@@ -9,6 +9,8 @@ and per step otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
@@ -57,3 +59,35 @@ class StepwiseBatchNorm(nn.Module):
         if self.beta is not None:
             out = out + self.beta[index]
         return out
+
+
+@torch.no_grad()
+def estimate_population_statistics(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+    """Set every :class:`StepwiseBatchNorm`'s running statistics in ``model`` to the plain
+    average of its batch statistics over ``batches`` (inputs only); returns the batch count.
+
+    Why: the running averages trail a model that changes every step, and in a recurrent net a
+    step's statistics also depend on every earlier step's normalization, so small lags compound
+    through time. Ioffe & Szegedy (2015) and Cooijmans et al. (2016) use population
+    statistics averaged over training batches of the *trained* network; this computes exactly
+    that. The rest of the model runs in eval mode (no dropout) so the statistics are those
+    the network sees at test time.
+    """
+    norms = [module for module in model.modules() if isinstance(module, StepwiseBatchNorm)]
+    modes = {module: module.training for module in model.modules()}
+    momenta = [norm.momentum for norm in norms]
+    count = 0
+    try:
+        model.eval()
+        for norm in norms:
+            norm.train()
+        for count, inputs in enumerate(batches, start=1):
+            for norm in norms:
+                norm.momentum = 1.0 / count  # lerp by 1/k: the running value is the mean so far
+            model(inputs)
+    finally:
+        for module, training in modes.items():
+            module.training = training
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+    return count

@@ -3,11 +3,14 @@ gradient norms the unfolded-LSTM study is about."""
 
 from __future__ import annotations
 
+from itertools import islice
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.batch_norm import StepwiseBatchNorm, estimate_population_statistics
 from models.sequence_module import NonFiniteLossError
 
 
@@ -26,7 +29,12 @@ def layer_gradient_norms(model: nn.Module) -> list[float]:
 
 class ClassifierModule(pl.LightningModule):
     """Trains any ``inputs -> logits`` classifier; logs ``grad_norm/layer_<i>`` every
-    ``grad_norm_every`` steps when the core exposes ``layer_weights()``."""
+    ``grad_norm_every`` steps when the core exposes ``layer_weights()``.
+
+    Before every validation and test, a core with :class:`StepwiseBatchNorm` gets population
+    statistics averaged over ``population_batches`` training batches (0: keep the running
+    averages); see :func:`estimate_population_statistics` for why.
+    """
 
     def __init__(
         self,
@@ -35,6 +43,7 @@ class ClassifierModule(pl.LightningModule):
         weight_decay: float = 0.0,
         clip_value: float = 1.0,
         grad_norm_every: int = 50,
+        population_batches: int = 50,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
@@ -70,6 +79,21 @@ class ClassifierModule(pl.LightningModule):
         self.log(f"{prefix}_loss", F.cross_entropy(logits, labels), prog_bar=prefix == "val")
         accuracy = (logits.argmax(dim=1) == labels).float().mean()
         self.log(f"{prefix}_acc", accuracy, prog_bar=prefix == "val")
+
+    def _estimate_population_statistics(self) -> None:
+        count = self.hparams.population_batches
+        normalized = any(isinstance(m, StepwiseBatchNorm) for m in self.model.modules())
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not count or not normalized or datamodule is None:
+            return
+        batches = islice(datamodule.train_dataloader(), count)
+        estimate_population_statistics(self.model, (x.to(self.device) for x, _ in batches))
+
+    def on_validation_epoch_start(self) -> None:
+        self._estimate_population_statistics()
+
+    def on_test_epoch_start(self) -> None:
+        self._estimate_population_statistics()
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._evaluate(batch, "val")

@@ -124,7 +124,7 @@ def test_recurrent_bn_lstm_without_bn_is_torch_lstm():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "view", "threshold"),
-    [("unfolded_lstm", "flat", 0.80), ("lstm_rows", "rows", 0.70)],
+    [("unfolded_lstm", "flat", 0.80), ("lstm", "rows", 0.70), ("bn_lstm", "rows", 0.75)],
 )
 def test_short_training_on_2000_images_beats_the_threshold(name, view, threshold, mnist_dir):
     from datamodules.mnist import MNISTDataModule
@@ -133,10 +133,16 @@ def test_short_training_on_2000_images_beats_the_threshold(name, view, threshold
 
     pl.seed_everything(0, verbose=False)
     data = MNISTDataModule(view, data_dir=mnist_dir, batch_size=50, train_subset=2000)
-    core = UnfoldedLSTM(784, 100, 10) if view == "flat" else SequenceLSTMClassifier(28, 100)
+    cores = {
+        "unfolded_lstm": lambda: UnfoldedLSTM(784, 100, 10),
+        "lstm": lambda: SequenceLSTMClassifier(28, 100),
+        "bn_lstm": lambda: RecurrentBNLSTM(28, 100, steps=28),
+    }
+    core = cores[name]()
     module = ClassifierModule(core, lr=3e-3)
     trainer = pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False,
                          limit_val_batches=2)  # fmt: skip
     trainer.fit(module, datamodule=data)
-    assert trainer.callback_metrics["val_acc"] >= threshold  # measured: 0.877 and 0.809
+    # measured: 0.877, 0.809 and 0.846 (the BN-LSTM: 0.619 with running averages in eval mode)
+    assert trainer.callback_metrics["val_acc"] >= threshold
