@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from datamodules.synthetic import CopyTask, SyntheticDataModule, seeded_generator
+from datamodules.synthetic import CopyTask, SyntheticDataModule, make_test_set, seeded_generator
 from models.metrics import masked_bce_loss, score_batches
 from models.ntm import NTM, NTMConfig
 
@@ -28,6 +28,20 @@ def main() -> None:
     parser.add_argument("--memory_init", default="constant")
     parser.add_argument("--no_location_first", action="store_true")
     parser.add_argument("--clip_norm", type=float, default=10.0)
+    parser.add_argument(
+        "--train_past", type=int, default=0, help="sequences to keep training after converging"
+    )
+    parser.add_argument(
+        "--test_lengths",
+        type=int,
+        nargs="*",
+        default=[],
+        help="score 200 sequences at each of these lengths at the end",
+    )
+    parser.add_argument("--controller", default="lstm", choices=("lstm", "dense", "double_dense"))
+    parser.add_argument("--controller_size", type=int, default=100)
+    parser.add_argument("--controller_clip", type=float, default=20.0)
+    parser.add_argument("--beta2", type=float, default=0.999, help="Adam's second-moment decay")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
@@ -36,11 +50,13 @@ def main() -> None:
     validation = SyntheticDataModule(task, val_size=500, seed=0).val_batches()
     model = NTM(
         NTMConfig(task.input_width, task.output_width, memory_init=args.memory_init,
-                  location_first_init=not args.no_location_first)
+                  location_first_init=not args.no_location_first,
+                  controller=args.controller, controller_size=args.controller_size,
+                  controller_clip=args.controller_clip)
     )  # fmt: skip
-    optimizer = torch.optim.Adam(model.parameters(), args.lr)
+    optimizer = torch.optim.Adam(model.parameters(), args.lr, betas=(0.9, args.beta2))
     generator = seeded_generator(args.seed, 0)
-    started, sequences, step = time.perf_counter(), 0, 0
+    started, sequences, step, converged_at = time.perf_counter(), 0, 0, None
     while sequences < args.max_sequences:
         lengths = task.sample_lengths(1, generator).expand(args.batch_size)
         inputs, targets, mask = task.generate(lengths, generator)
@@ -58,10 +74,17 @@ def main() -> None:
                 f"val_bits_per_seq {scores['bits_per_seq']:.3f}",
                 flush=True,
             )
-            if scores["bits_per_seq"] <= 0.1:
-                print(f"converged after {sequences} sequences")
-                return
-    print(f"not converged after {sequences} sequences")
+            if converged_at is None and scores["bits_per_seq"] <= 0.1:
+                converged_at = sequences
+                print(f"converged after {sequences} sequences", flush=True)
+            if converged_at is not None and sequences >= converged_at + args.train_past:
+                break
+    if converged_at is None:
+        print(f"not converged after {sequences} sequences")
+    for length in args.test_lengths:
+        test = make_test_set(task, length, 200, 100, seed=7)
+        scores = score_batches(model, test)
+        print(f"length {length}: bit_acc {scores['bit_acc']:.5f} bits {scores['bits_per_seq']:.3f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Training throughput (sequences/s) of a model on copy, lengths 1..20, default batch size.
 
-    python -m benchmarks.ntm_throughput --model ntm --seconds 60
+    python -m benchmarks.ntm_throughput --model ntm --seconds 60 [-- any train option]
 
 Runs the real training step (SequenceModule with its optimizer and clipping) through a
 Lightning Trainer without logging, warms up, then times a fixed wall-clock window.
@@ -64,14 +64,14 @@ def main() -> None:
     parser.add_argument("--model", default="ntm")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--batch_size", type=int, default=None, help="default: the config's")
-    args = parser.parse_args()
-    argv = ["--model", args.model]
+    args, extra = parser.parse_known_args()
+    argv = ["--model", args.model, *[arg for arg in extra if arg != "--"]]
     if args.batch_size:
         argv += ["--batch_size", str(args.batch_size)]
     result = measure(argv, args.seconds)
     print(f"machine: {machine()}")
     print(
-        f"{args.model}: {result['seq_per_s']:.0f} sequences/s at batch {result['batch_size']} "
+        f"{' '.join(argv)}: {result['seq_per_s']:.0f} sequences/s at batch {result['batch_size']} "
         f"({result['sequences']} sequences in {result['seconds']:.1f} s)"
     )
     save(f"throughput_{args.model}", result)

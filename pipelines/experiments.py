@@ -43,7 +43,7 @@ class NtmVsLstmConfig:
         "evaluation lengths)",
         min=1,
     )
-    batch_size: int = option(32, "sequences per training batch", min=1)
+    batch_size: int = option(64, "sequences per training batch", min=1)
     batches_per_epoch: int = option(200, "training batches between validations", min=1)
     val_size: int = option(1000, "sequences in the fixed validation set", min=1)
     test_size: int = option(1000, "sequences per test length", min=1)
