@@ -13,6 +13,8 @@ from torch import nn
 from models.batch_norm import StepwiseBatchNorm, estimate_population_statistics
 from models.sequence_module import NonFiniteLossError
 
+LR_SCHEDULES = ("constant", "cosine")
+
 
 def layer_gradient_norms(model: nn.Module) -> list[float]:
     """L2 norm of the gradient of each layer's weight matrix, input layer first.
@@ -40,6 +42,7 @@ class ClassifierModule(pl.LightningModule):
         self,
         model: nn.Module,
         lr: float = 1e-3,
+        lr_schedule: str = "constant",
         weight_decay: float = 0.0,
         clip_value: float = 1.0,
         grad_norm_every: int = 50,
@@ -102,9 +105,17 @@ class ClassifierModule(pl.LightningModule):
         self._evaluate(batch, "test")
 
     def configure_optimizers(self):
-        return torch.optim.Adam(
+        optimizer = torch.optim.Adam(
             self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
         )
+        if self.hparams.lr_schedule == "constant":
+            return optimizer
+        if self.hparams.lr_schedule != "cosine":
+            raise ValueError(f"unknown lr_schedule {self.hparams.lr_schedule!r}; {LR_SCHEDULES}")
+        # per step, over the steps the trainer will run (epochs or max_steps, whichever ends it)
+        steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from datamodules.mnist import MNISTDataModule, MNISTUnavailable
-from models.classifier_module import ClassifierModule
+from models.classifier_module import LR_SCHEDULES, ClassifierModule
 from models.classifiers import DeepMLP, SequenceLSTMClassifier, SmallCNN
 from models.unfolded_lstm import RecurrentBNLSTM, UnfoldedLSTM
 from pipelines.cli import run_pipeline
@@ -55,6 +55,11 @@ class ClassifyConfig:
     batch_norm: bool = option(True, "batch normalization (unfolded_lstm, bn_lstm, mlp)")
     dropout: float = option(0.0, "dropout on h (unfolded_lstm) or activations", min=0.0, max=0.9)
     lr: float = option(1e-3, "Adam learning rate", min=0.0, exclusive_min=True)
+    lr_schedule: str = option(
+        "constant",
+        "learning rate over training: constant, or cosine decay to 0 by the end",
+        choices=LR_SCHEDULES,
+    )
     clip_value: float = option(1.0, "gradient norm clipping (0: off)", min=0.0)
     epochs: int = option(10, "training epochs", min=1)
     max_steps: int | None = option(None, "stop after this many steps (empty: epochs decide)",
@@ -149,7 +154,8 @@ def classify(
 def _fit(config, data, run, workdir, outbox, callbacks) -> tuple[dict[str, float], int]:
     pl.seed_everything(config.seed, workers=True, verbose=False)
     core = make_classifier(config, data.input_shape)
-    module = ClassifierModule(core, config.lr, clip_value=config.clip_value,
+    module = ClassifierModule(core, config.lr, lr_schedule=config.lr_schedule,
+                              clip_value=config.clip_value,
                               grad_norm_every=config.grad_norm_every)  # fmt: skip
     params = {k: v for k, v in flatten_params(config).items() if v is not None}
     mlflow.log_params(params)
