@@ -41,6 +41,18 @@ def main() -> None:
     parser.add_argument("--controller", default="lstm", choices=("lstm", "dense", "double_dense"))
     parser.add_argument("--controller_size", type=int, default=100)
     parser.add_argument("--controller_clip", type=float, default=20.0)
+    parser.add_argument(
+        "--curriculum_start",
+        type=int,
+        default=0,
+        help="longest training length at step 0 (0: no curriculum)",
+    )
+    parser.add_argument(
+        "--curriculum_every",
+        type=int,
+        default=25,
+        help="steps between +1 increments of the longest training length",
+    )
     parser.add_argument("--beta2", type=float, default=0.999, help="Adam's second-moment decay")
     args = parser.parse_args()
 
@@ -58,6 +70,8 @@ def main() -> None:
     generator = seeded_generator(args.seed, 0)
     started, sequences, step, converged_at = time.perf_counter(), 0, 0, None
     while sequences < args.max_sequences:
+        if args.curriculum_start:
+            task.max_len = min(20, args.curriculum_start + step // args.curriculum_every)
         lengths = task.sample_lengths(1, generator).expand(args.batch_size)
         inputs, targets, mask = task.generate(lengths, generator)
         loss = masked_bce_loss(model(inputs), targets, mask)

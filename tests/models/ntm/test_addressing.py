@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from models.ntm.addressing import (
+    COSINE_EPS,
     address,
     content_log_weights,
     cosine_similarity,
@@ -41,7 +42,21 @@ def test_cosine_similarity_matches_definition():
     keys = torch.tensor([[[1.0, 0.0, 0.0]]])
     memory = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [1.0, 1.0, 0.0]]])
     sims = cosine_similarity(keys, memory)[0, 0]
-    assert torch.allclose(sims, torch.tensor([1.0, 0.0, 2**-0.5]), atol=1e-6)
+    norms = torch.tensor([2.0, 3.0, 2**0.5])  # |k| = 1
+    expected = torch.tensor([2.0, 0.0, 1.0]) / (norms + COSINE_EPS)
+    torch.testing.assert_close(sims, expected)
+    assert torch.allclose(sims, torch.tensor([1.0, 0.0, 2**-0.5]), atol=1e-3)
+
+
+def test_an_unwritten_row_scores_near_zero_with_a_bounded_gradient():
+    """Rows still at the 1e-6 starting memory: the eps keeps d K / d M_n near |k| / eps
+    instead of 1 / |M_n| ~ 2e5, the gradient spike that used to wreck training runs."""
+    keys = torch.tensor([[[0.6, -0.8, 0.0, 0.0]]])
+    memory = torch.full((1, 2, 4), 1e-6, requires_grad=True)
+    sims = cosine_similarity(keys, memory)
+    assert sims.abs().max() < 1e-2
+    sims.sum().backward()
+    assert memory.grad.norm() < 2.0 / COSINE_EPS
 
 
 def test_content_weights_select_the_matching_row_as_beta_grows():
