@@ -56,7 +56,7 @@ def test_an_unwritten_row_scores_near_zero_with_a_bounded_gradient():
     sims = cosine_similarity(keys, memory)
     assert sims.abs().max() < 1e-2
     sims.sum().backward()
-    assert memory.grad.norm() < 2.0 / COSINE_EPS
+    assert memory.grad.norm() < 2e3  # measured 1.4e3; 7e5 with eps 1e-8
 
 
 def test_content_weights_select_the_matching_row_as_beta_grows():
