@@ -69,9 +69,10 @@ def main() -> None:
     optimizer = torch.optim.Adam(model.parameters(), args.lr, betas=(0.9, args.beta2))
     generator = seeded_generator(args.seed, 0)
     started, sequences, step, converged_at = time.perf_counter(), 0, 0, None
+    longest = task.max_len
     while sequences < args.max_sequences:
         if args.curriculum_start:
-            task.max_len = min(20, args.curriculum_start + step // args.curriculum_every)
+            task.max_len = min(longest, args.curriculum_start + step // args.curriculum_every)
         lengths = task.sample_lengths(1, generator).expand(args.batch_size)
         inputs, targets, mask = task.generate(lengths, generator)
         loss = masked_bce_loss(model(inputs), targets, mask)

@@ -64,7 +64,8 @@ class StepwiseBatchNorm(nn.Module):
 @torch.no_grad()
 def estimate_population_statistics(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
     """Set every :class:`StepwiseBatchNorm`'s running statistics in ``model`` to the plain
-    average of its batch statistics over ``batches`` (inputs only); returns the batch count.
+    average of its batch statistics over ``batches`` (inputs only); returns the batch count
+    (0, without touching ``batches``, when the model has no such normalizer).
 
     Why: the running averages trail a model that changes every step, and in a recurrent net a
     step's statistics also depend on every earlier step's normalization, so small lags compound
@@ -74,6 +75,8 @@ def estimate_population_statistics(model: nn.Module, batches: Iterable[torch.Ten
     the network sees at test time.
     """
     norms = [module for module in model.modules() if isinstance(module, StepwiseBatchNorm)]
+    if not norms:
+        return 0  # nothing to estimate: do not spend forward passes
     modes = {module: module.training for module in model.modules()}
     momenta = [norm.momentum for norm in norms]
     count = 0

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.batch_norm import StepwiseBatchNorm, estimate_population_statistics
+from models.batch_norm import estimate_population_statistics
 from models.sequence_module import NonFiniteLossError
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -33,7 +33,7 @@ class ClassifierModule(pl.LightningModule):
     """Trains any ``inputs -> logits`` classifier; logs ``grad_norm/layer_<i>`` every
     ``grad_norm_every`` steps when the core exposes ``layer_weights()``.
 
-    Before every validation and test, a core with :class:`StepwiseBatchNorm` gets population
+    Before every validation and test, a core with ``StepwiseBatchNorm`` layers gets population
     statistics averaged over ``population_batches`` training batches (0: keep the running
     averages); see :func:`estimate_population_statistics` for why.
     """
@@ -49,6 +49,8 @@ class ClassifierModule(pl.LightningModule):
         population_batches: int = 50,
     ) -> None:
         super().__init__()
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {lr_schedule!r}; choose one of {LR_SCHEDULES}")
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.grad_norm_history: list[tuple[int, list[float]]] = []
@@ -85,9 +87,8 @@ class ClassifierModule(pl.LightningModule):
 
     def _estimate_population_statistics(self) -> None:
         count = self.hparams.population_batches
-        normalized = any(isinstance(m, StepwiseBatchNorm) for m in self.model.modules())
         datamodule = getattr(self.trainer, "datamodule", None)
-        if not count or not normalized or datamodule is None:
+        if not count or datamodule is None:
             return
         batches = islice(datamodule.train_dataloader(), count)
         estimate_population_statistics(self.model, (x.to(self.device) for x, _ in batches))
@@ -110,8 +111,6 @@ class ClassifierModule(pl.LightningModule):
         )
         if self.hparams.lr_schedule == "constant":
             return optimizer
-        if self.hparams.lr_schedule != "cosine":
-            raise ValueError(f"unknown lr_schedule {self.hparams.lr_schedule!r}; {LR_SCHEDULES}")
         # per step, over the steps the trainer will run (epochs or max_steps, whichever ends it)
         steps = max(int(self.trainer.estimated_stepping_batches), 1)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)

@@ -74,3 +74,11 @@ def test_eval_with_population_statistics_matches_batch_statistics_over_time():
 def test_eval_with_population_statistics_matches_batch_statistics_through_depth():
     model = UnfoldedLSTM(20, 16, depth=8, dropout=0.3)
     _population_matches_batch_statistics(model, lambda n: torch.rand(n, 20))
+
+
+def test_a_model_without_stepwise_normalizers_costs_no_forward_pass():
+    def batches():
+        raise AssertionError("no batch should be drawn")
+        yield  # pragma: no cover
+
+    assert estimate_population_statistics(nn.Linear(3, 2), batches()) == 0

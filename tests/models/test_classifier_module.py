@@ -50,3 +50,8 @@ def test_validation_uses_population_statistics_of_training_batches():
     images = _Data().images
     expected = (images @ core.input_weight.T).mean(0)
     torch.testing.assert_close(core.norm_x.running_mean[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_an_unknown_schedule_is_refused_when_the_module_is_built():
+    with pytest.raises(ValueError, match="lr_schedule"):
+        ClassifierModule(nn.Linear(12, 10), lr_schedule="linear")
