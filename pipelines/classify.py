@@ -116,6 +116,13 @@ class ClassifyResult:
     steps: int
 
 
+def epochs_trained(steps: int, batches_per_epoch: int | float) -> float:
+    """Epochs as a fraction, so a run cut short by ``max_minutes`` reports a true s/epoch."""
+    if not batches_per_epoch or batches_per_epoch == float("inf"):
+        return 1.0
+    return max(steps / batches_per_epoch, 1e-9)
+
+
 def classify(
     config: ClassifyConfig,
     tags: dict[str, str] | None = None,
@@ -180,12 +187,13 @@ def _fit(config, data, run, workdir, outbox, callbacks) -> tuple[dict[str, float
     trainer.fit(module, datamodule=data)
     seconds = time.perf_counter() - started
     tested = trainer.test(module, datamodule=data, verbose=False)[0]
-    epochs = max(trainer.current_epoch, 1)
+    epochs = epochs_trained(trainer.global_step, trainer.num_training_batches)
     metrics = {
         "test_acc": tested["test_acc"],
         "test_loss": tested["test_loss"],
         "train_time_s": seconds,
         "seconds_per_epoch": seconds / epochs,
+        "epochs_trained": epochs,
     }
     history = module.grad_norm_history
     if history:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.classify import epochs_trained
 from pipelines.classify import main as classify_main
 from pipelines.tracking import run_dir
 from pipelines.unfolded_grid import main as grid_main
@@ -24,6 +25,8 @@ def test_unfolded_lstm_run_logs_accuracy_gradient_norms_and_diagnostic_plots(cli
     for name in expected:
         assert name in metrics, name
     assert 0.0 <= metrics["test_acc"] <= 1.0
+    assert metrics["epochs_trained"] == 1.0
+    assert metrics["seconds_per_epoch"] == pytest.approx(metrics["train_time_s"])
     assert len(client.get_metric_history(run.info.run_id, "grad_norm/layer_2")) == 4
     files = set(artifact_paths(client, run.info.run_id))
     assert {"plots/grad_norm_vs_layer.png", "plots/first_layer_filters.png",
@@ -67,3 +70,9 @@ def test_grid_runs_a_parent_with_one_child_per_cell_and_a_summary(client, mnist_
     summary = client.download_artifacts(parent.info.run_id, "grid/summary.csv")
     lines = Path(summary).read_text().splitlines()
     assert lines[0].startswith("dropout,tied,depth,hidden_size,test_acc") and len(lines) == 3
+
+
+def test_a_run_cut_short_by_the_clock_reports_seconds_per_whole_epoch():
+    assert epochs_trained(steps=215, batches_per_epoch=860) == pytest.approx(0.25)
+    assert epochs_trained(steps=1720, batches_per_epoch=860) == pytest.approx(2.0)
+    assert epochs_trained(steps=0, batches_per_epoch=float("inf")) == 1.0
