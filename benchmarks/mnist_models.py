@@ -35,13 +35,17 @@ def main() -> None:
         result = classify(parse_config(ClassifyConfig, argv))
         results.append({"spec": spec, "argv": argv, "run_id": result.run_id, **result.metrics})
     print(f"machine: {machine()}")
-    print("| model:view[:depth] | epochs | test acc % | s/epoch | grad ratio first/last |")
-    print("|---|---|---|---|---|")
+    print("| model:view[:depth] | epochs | test acc % | s/epoch | grad ratio first/last: "
+          "final | median | per-weight RMS median |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for r in results:
-        ratio = r.get("grad_norm_ratio_first_last")
-        shown = "" if ratio is None else f"{ratio:.2f}"
-        print(f"| {r['spec']} | {args.epochs} | {100 * r['test_acc']:.2f} | "
-              f"{r['seconds_per_epoch']:.0f} | {shown} |")  # fmt: skip
+        ratios = " | ".join(
+            "" if r.get(key) is None else f"{r[key]:.2f}"
+            for key in ("grad_norm_ratio_first_last", "grad_norm_ratio_first_last_median",
+                        "grad_rms_ratio_first_last_median")
+        )  # fmt: skip
+        print(f"| {r['spec']} | {r['epochs_trained']:.2f} | {100 * r['test_acc']:.2f} | "
+              f"{r['seconds_per_epoch']:.0f} | {ratios} |")  # fmt: skip
     save("mnist_models", {"args": vars(args), "results": results})
 
 

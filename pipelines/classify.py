@@ -32,7 +32,7 @@ from models.classifiers import DeepMLP, SequenceLSTMClassifier, SmallCNN
 from models.unfolded_lstm import RecurrentBNLSTM, UnfoldedLSTM
 from pipelines.cli import run_pipeline
 from pipelines.config import ConfigError, flatten_params, option
-from pipelines.diagnostics import filters_figure, gradient_norm_figure
+from pipelines.diagnostics import filters_figure, gradient_norm_figure, gradient_ratio_summary
 from pipelines.factory import count_parameters
 from pipelines.outbox import TrackingOutbox
 from pipelines.tracking import RunBoundLogger, run_dir, tracked_run
@@ -196,9 +196,8 @@ def _fit(config, data, run, workdir, outbox, callbacks) -> tuple[dict[str, float
         "epochs_trained": epochs,
     }
     history = module.grad_norm_history
-    if history:
-        final = history[-1][1]
-        metrics["grad_norm_ratio_first_last"] = final[0] / max(final[-1], 1e-12)
+    sizes = [weight.numel() for weight in getattr(core, "layer_weights", lambda: [])()]
+    metrics.update(gradient_ratio_summary(history, sizes))
     outbox.log_metrics(metrics, step=trainer.global_step)
     if history:
         outbox.log_figure(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import matplotlib
 
@@ -12,6 +13,26 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+
+def gradient_ratio_summary(
+    history: list[tuple[int, list[float]]], sizes: list[int]
+) -> dict[str, float]:
+    """First-to-last-layer gradient ratios: at the last logged step, and medians over training.
+
+    The final-step ratio is one batch's, so it is noisy; the median says how the ratio *stays*.
+    The RMS ratio divides each norm by sqrt(#weights): the first unfolded-LSTM matrix is
+    ``4H x 784`` and the later ones ``4H x H``, so part of the plain norm ratio is only shape.
+    """
+    if not history:
+        return {}
+    ratios = [norms[0] / max(norms[-1], 1e-12) for _, norms in history]
+    shape_factor = math.sqrt(sizes[-1] / sizes[0])
+    return {
+        "grad_norm_ratio_first_last": ratios[-1],
+        "grad_norm_ratio_first_last_median": statistics.median(ratios),
+        "grad_rms_ratio_first_last_median": statistics.median(ratios) * shape_factor,
+    }
 
 
 def gradient_norm_figure(history: list[tuple[int, list[float]]], title: str) -> Figure:
