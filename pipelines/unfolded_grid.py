@@ -24,8 +24,10 @@ from pipelines.cli import run_pipeline
 from pipelines.config import ConfigError, flatten_params, option
 from pipelines.tracking import tracked_run
 
-SUMMARY_COLUMNS = ("dropout", "tied", "depth", "hidden_size", "test_acc", "train_time_s",
-                   "seconds_per_epoch", "grad_norm_ratio_first_last", "run_id")  # fmt: skip
+METRIC_COLUMNS = ("test_acc", "train_time_s", "seconds_per_epoch",
+                  "grad_norm_ratio_first_last", "grad_norm_ratio_first_last_median",
+                  "grad_rms_ratio_first_last_median")  # fmt: skip
+SUMMARY_COLUMNS = ("dropout", "tied", "depth", "hidden_size", *METRIC_COLUMNS, "run_id")
 
 
 @dataclass
@@ -79,10 +81,10 @@ def summary_tables(rows: list[dict]) -> tuple[str, str]:
     writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    lines = ["| dropout | tied | depth | state | test acc % | train s | s/epoch | grad ratio |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| dropout | tied | depth | state | test acc % | train s | s/epoch | grad ratio "
+             "(median over training) |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in rows:
-        ratio = row.get("grad_norm_ratio_first_last")
+        ratio = row.get("grad_norm_ratio_first_last_median")
         lines.append(
             f"| {row['dropout']} | {row['tied']} | {row['depth']} | {row['hidden_size']} | "
             f"{100 * row['test_acc']:.2f} | {row['train_time_s']:.0f} | "
@@ -104,7 +106,7 @@ def unfolded_grid(config: UnfoldedGridConfig) -> list[dict]:
             rows.append({
                 "dropout": cell.dropout, "tied": cell.tied, "depth": cell.depth,
                 "hidden_size": cell.hidden_size, "run_id": result.run_id,
-                **{key: result.metrics.get(key) for key in SUMMARY_COLUMNS[4:8]},
+                **{key: result.metrics.get(key) for key in METRIC_COLUMNS},
             })  # fmt: skip
         table_csv, table_md = summary_tables(rows)
         mlflow.log_text(table_csv, "grid/summary.csv")
