@@ -75,8 +75,12 @@ class ClassifierModule(pl.LightningModule):
             return
         norms = layer_gradient_norms(self.model)
         self.grad_norm_history.append((self.global_step, norms))
-        for index, norm in enumerate(norms, start=1):
-            self.log(f"grad_norm/layer_{index}", norm, on_step=True, on_epoch=False)
+        if self.logger is not None:
+            # Straight to the logger: ``self.log`` would hold the value until Lightning's own
+            # flush (every ``log_every_n_steps`` batches, one step later), so steps shifted and
+            # values computed off its rhythm were dropped.
+            metrics = {f"grad_norm/layer_{i}": norm for i, norm in enumerate(norms, start=1)}
+            self.logger.log_metrics(metrics, step=self.global_step)
 
     def _evaluate(self, batch, prefix: str) -> None:
         inputs, labels = batch
