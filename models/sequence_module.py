@@ -33,6 +33,11 @@ class SequenceModule(pl.LightningModule):
         rmsprop_alpha: RMSprop smoothing constant.
         clip_algorithm: ``norm`` (global gradient norm), ``value`` (element-wise) or ``none``.
         clip_value: threshold for the chosen clipping.
+        adam_eps: Adam's denominator floor. Once a task is solved the gradients, and with them
+            Adam's second-moment estimate, shrink towards zero; a larger floor keeps the
+            step of one unusual batch from blowing up.
+        lr_decay_patience: halve the learning rate once more than this many validations in a
+            row bring no new best ``val_bits_per_seq`` (0: constant rate).
     """
 
     def __init__(
@@ -44,6 +49,8 @@ class SequenceModule(pl.LightningModule):
         rmsprop_alpha: float = 0.95,
         clip_algorithm: Literal["norm", "value", "none"] = "norm",
         clip_value: float = 10.0,
+        adam_eps: float = 1e-8,
+        lr_decay_patience: int = 0,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -86,14 +93,24 @@ class SequenceModule(pl.LightningModule):
         self.log("val_bits_per_seq", scores["bits_per_seq"].float(), prog_bar=True)
         self.log("val_bit_acc", scores["bit_acc"].float())
         self.val_errors.reset()
+        if not self.trainer.sanity_checking and self.trainer.optimizers:
+            self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self):
         hp = self.hparams
         if hp.optimizer == "adam":
-            return torch.optim.Adam(self.parameters(), lr=hp.lr)
-        return torch.optim.RMSprop(
-            self.parameters(), lr=hp.lr, momentum=hp.momentum, alpha=hp.rmsprop_alpha
+            optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, eps=hp.adam_eps)
+        else:
+            optimizer = torch.optim.RMSprop(
+                self.parameters(), lr=hp.lr, momentum=hp.momentum, alpha=hp.rmsprop_alpha
+            )
+        if hp.lr_decay_patience <= 0:
+            return optimizer
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=0.5, patience=hp.lr_decay_patience
         )
+        schedule = {"scheduler": plateau, "monitor": "val_bits_per_seq", "interval": "epoch"}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None

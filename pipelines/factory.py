@@ -59,6 +59,8 @@ def make_module(config: TrainConfig, task: SyntheticTask) -> SequenceModule:
         rmsprop_alpha=optim.rmsprop_alpha,
         clip_algorithm=optim.clip_algorithm,
         clip_value=optim.clip_value,
+        adam_eps=optim.adam_eps,
+        lr_decay_patience=optim.lr_decay_patience,
     )
 
 

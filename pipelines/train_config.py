@@ -101,6 +101,10 @@ class OptimConfig:
         min=0.0,
         exclusive_min=True,
     )
+    adam_eps: float = option(1e-8, "Adam's denominator floor", min=0.0, exclusive_min=True)
+    lr_decay_patience: int = option(
+        0, "halve the lr once more than this many validations bring no new best (0: never)", min=0
+    )
     momentum: float = option(0.9, "RMSprop momentum", min=0.0, max=1.0)
     rmsprop_alpha: float = option(0.95, "RMSprop smoothing constant", min=0.0, max=1.0)
     clip_algorithm: str = option("norm", "gradient clipping", choices=("norm", "value", "none"))

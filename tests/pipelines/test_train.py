@@ -162,3 +162,12 @@ def test_a_memory_too_small_for_the_test_lengths_is_refused_up_front(capsys):
     assert "associative_recall at length 12 needs 36 memory rows but --memory_slots is 30" in (
         capsys.readouterr().err
     )
+
+
+def test_plateau_decay_halves_the_logged_rate_when_validation_stops_improving(client):
+    # at lr 1e-12 the weights do not move, so no validation after the first is a new best
+    argv = [*NTM_TINY, "--max_steps", "40", "--lr", "1e-12", "--lr_decay_patience", "1"]
+    result = train(parse_config(TrainConfig, argv))
+    history = client.get_metric_history(result.run_id, "lr")
+    rates = [m.value for m in sorted(history, key=lambda m: m.step)]
+    assert rates == pytest.approx([1e-12, 1e-12, 1e-12, 5e-13], rel=1e-6)
