@@ -20,6 +20,10 @@ NTM = ("ntm",)
 # 3 x 256 LSTM trains best at 1e-3 and was measured with clipping at 10.
 RECIPE_LR = {"ntm": 3e-3, "lstm": 1e-3}
 RECIPE_CLIP = {"ntm": 1.0, "lstm": 10.0}
+# Adam's eps 1e-6 for the NTM: once copy is solved its gradients, and Adam's second moments,
+# shrink towards zero, and with eps 1e-8 one unusual batch then took a full-size step that
+# threw a converged run back to chance (0.00 -> 40 bits/seq; benchmarks/ntm_relapse.py).
+RECIPE_ADAM_EPS = {"ntm": 1e-6, "lstm": 1e-8}
 
 
 @dataclass
@@ -101,7 +105,12 @@ class OptimConfig:
         min=0.0,
         exclusive_min=True,
     )
-    adam_eps: float = option(1e-8, "Adam's denominator floor", min=0.0, exclusive_min=True)
+    adam_eps: float | None = option(
+        None,
+        "Adam's denominator floor (empty: the model's recipe, see RECIPE_ADAM_EPS)",
+        min=0.0,
+        exclusive_min=True,
+    )
     lr_decay_patience: int = option(
         0, "halve the lr once more than this many validations bring no new best (0: never)", min=0
     )
@@ -154,6 +163,8 @@ class TrainConfig:
             self.optim.lr = RECIPE_LR.get(self.model.name)
         if self.optim.clip_value is None:
             self.optim.clip_value = RECIPE_CLIP.get(self.model.name)
+        if self.optim.adam_eps is None:
+            self.optim.adam_eps = RECIPE_ADAM_EPS.get(self.model.name)
         task = TASKS.get(self.data.task)
         if task is None:
             return
