@@ -157,13 +157,15 @@ class RecurrentBNLSTM(nn.Module):
         self.classifier = nn.Linear(hidden, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, _ = x.shape
+        batch = x.shape[0]
         inputs = x @ self.input_weight.T  # all steps at once: [B, T, 4H]
         h = x.new_zeros(batch, self.hidden)
         c = x.new_zeros(batch, self.hidden)
-        for t in range(length):
+        # unbind, not inputs[:, t]: each slice's backward would add a full [B, T, 4H] zero
+        # tensor, which makes a 784-step pixel sequence quadratic in its length
+        for t, x_term in enumerate(inputs.unbind(dim=1)):
             step = min(t, self.steps - 1)
-            x_term, h_term = inputs[:, t], h @ self.recurrent_weight.T
+            h_term = h @ self.recurrent_weight.T
             if self.batch_norm:
                 x_term, h_term = self.norm_x(x_term, step), self.norm_h(h_term, step)
             norm_c = self.norm_c if self.batch_norm else None
