@@ -13,9 +13,9 @@ def test_defaults_parse_and_flatten_with_dotted_names():
     assert params["optim.lr"] == pytest.approx(3e-3), "the NTM recipe fills an empty lr"
     assert parse_config(TrainConfig, ["--model", "lstm"]).optim.lr == pytest.approx(1e-3)
     assert parse_config(TrainConfig, ["--lr", "0.05"]).optim.lr == pytest.approx(0.05)
-    assert params["optim.adam_eps"] == pytest.approx(1e-6), "and the NTM's Adam eps"
-    assert parse_config(TrainConfig, ["--model", "lstm"]).optim.adam_eps == pytest.approx(1e-8)
-    assert parse_config(TrainConfig, ["--adam_eps", "1e-4"]).optim.adam_eps == pytest.approx(1e-4)
+    assert params["optim.lr_decay_patience"] == 1, "and the NTM's plateau decay"
+    assert parse_config(TrainConfig, ["--model", "lstm"]).optim.lr_decay_patience == 0
+    assert parse_config(TrainConfig, ["--lr_decay_patience", "0"]).optim.lr_decay_patience == 0
 
 
 def test_cli_values_land_in_their_sections():
