@@ -196,16 +196,16 @@ def _fit(config, data, run, workdir, outbox, callbacks) -> tuple[dict[str, float
         "epochs_trained": epochs,
     }
     history = module.grad_norm_history
-    sizes = [weight.numel() for weight in getattr(core, "layer_weights", lambda: [])()]
-    metrics.update(gradient_ratio_summary(history, sizes))
+    layer_weights = getattr(core, "layer_weights", lambda: [])()
+    metrics.update(gradient_ratio_summary(history, [weight.numel() for weight in layer_weights]))
     outbox.log_metrics(metrics, step=trainer.global_step)
     if history:
         outbox.log_figure(
             gradient_norm_figure(history, config.model), "plots/grad_norm_vs_layer.png"
         )
-    first = getattr(core, "layer_weights", lambda: [])()
-    if first and config.view in ("flat", "image"):
-        outbox.log_figure(filters_figure(first[0], config.model), "plots/first_layer_filters.png")
+    if layer_weights and config.view in ("flat", "image"):
+        figure = filters_figure(layer_weights[0], config.model)
+        outbox.log_figure(figure, "plots/first_layer_filters.png")
     path = workdir / "model" / "weights.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(core.state_dict(), path)

@@ -27,11 +27,11 @@ def gradient_ratio_summary(
     if not history:
         return {}
     ratios = [norms[0] / max(norms[-1], 1e-12) for _, norms in history]
-    shape_factor = math.sqrt(sizes[-1] / sizes[0])
+    median = statistics.median(ratios)
     return {
         "grad_norm_ratio_first_last": ratios[-1],
-        "grad_norm_ratio_first_last_median": statistics.median(ratios),
-        "grad_rms_ratio_first_last_median": statistics.median(ratios) * shape_factor,
+        "grad_norm_ratio_first_last_median": median,
+        "grad_rms_ratio_first_last_median": median * math.sqrt(sizes[-1] / sizes[0]),
     }
 
 
