@@ -24,6 +24,13 @@ RECIPE_CLIP = {"ntm": 1.0, "lstm": 10.0}
 # solved copy run was thrown back to chance long after converging (0.00 -> 40 bits/seq;
 # benchmarks/ntm_relapse.py). Adam eps 1e-6 fixed that seed too but lost seed 2 to a collapse.
 RECIPE_LR_DECAY_PATIENCE = {"ntm": 1, "lstm": 0}
+# The NTM's controller and head initialization per task (benchmarks/RESULTS.md, issue 4). A
+# dense controller has no state, so it must use the memory: it solves copy. Repeat copy needs a
+# counter, which only the LSTM controller keeps (dense stayed at 86 bits/seq, LSTM fell to 16).
+# Associative recall needs content lookups, which location-first heads delay: starting with
+# g = 0.5 took the same run from 3.92 to 3.09 bits/seq after 100,000 episodes.
+RECIPE_NTM_CONTROLLER = {"copy": "dense", "repeat_copy": "lstm", "associative_recall": "dense"}
+RECIPE_NTM_LOCATION_FIRST = {"copy": True, "repeat_copy": True, "associative_recall": False}
 
 
 @dataclass
@@ -35,9 +42,10 @@ class ModelConfig:
     memory_width: int = option(20, "NTM memory row width M", min=1, models=NTM)
     read_heads: int = option(1, "NTM read heads", min=1, models=NTM)
     write_heads: int = option(1, "NTM write heads", min=1, models=NTM)
-    controller: str = option(
-        "dense",
-        "NTM controller (dense: no state of its own, so it must use the memory)",
+    controller: str | None = option(
+        None,
+        "NTM controller (dense: no state of its own, so it must use the memory; empty: the "
+        "task's recipe, see RECIPE_NTM_CONTROLLER)",
         choices=("lstm", "dense", "double_dense"),
         models=NTM,
     )
@@ -46,8 +54,11 @@ class ModelConfig:
     memory_init: str = option(
         "constant", "NTM initial memory", choices=("constant", "learned", "random"), models=NTM
     )
-    location_first_init: bool = option(
-        True, "start heads following/sharpening their last weighting (see heads.py)", models=NTM
+    location_first_init: bool | None = option(
+        None,
+        "start heads following/sharpening their last weighting (see heads.py; empty: the "
+        "task's recipe, see RECIPE_NTM_LOCATION_FIRST)",
+        models=NTM,
     )
     controller_clip: float = option(
         20.0, "bound on the NTM controller's outputs", min=0.0, exclusive_min=True, models=NTM
@@ -163,6 +174,11 @@ class TrainConfig:
             self.optim.clip_value = RECIPE_CLIP.get(self.model.name)
         if self.optim.lr_decay_patience is None:
             self.optim.lr_decay_patience = RECIPE_LR_DECAY_PATIENCE.get(self.model.name)
+        model = self.model
+        if model.controller is None:
+            model.controller = RECIPE_NTM_CONTROLLER.get(self.data.task, "dense")
+        if model.location_first_init is None:
+            model.location_first_init = RECIPE_NTM_LOCATION_FIRST.get(self.data.task, True)
         task = TASKS.get(self.data.task)
         if task is None:
             return

@@ -18,6 +18,26 @@ def test_defaults_parse_and_flatten_with_dotted_names():
     assert parse_config(TrainConfig, ["--lr_decay_patience", "0"]).optim.lr_decay_patience == 0
 
 
+@pytest.mark.parametrize(
+    ("task", "controller", "location_first"),
+    [
+        ("copy", "dense", True),
+        ("repeat_copy", "lstm", True),
+        ("associative_recall", "dense", False),
+    ],
+)
+def test_the_task_chooses_the_ntm_controller_and_head_start_unless_given(
+    task, controller, location_first
+):
+    model = parse_config(TrainConfig, ["--task", task]).model
+    assert (model.controller, model.location_first_init) == (controller, location_first)
+    given = ["--task", task, "--controller", "double_dense", "--location_first_init", "true"]
+    model = parse_config(TrainConfig, given).model
+    assert (model.controller, model.location_first_init) == ("double_dense", True)
+    model = parse_config(TrainConfig, ["--task", task, "--controller", ""]).model
+    assert model.controller == controller, "an empty MLproject value means the recipe"
+
+
 def test_cli_values_land_in_their_sections():
     config = parse_config(
         TrainConfig,
