@@ -24,13 +24,33 @@ RECIPE_CLIP = {"ntm": 1.0, "lstm": 10.0}
 # solved copy run was thrown back to chance long after converging (0.00 -> 40 bits/seq;
 # benchmarks/ntm_relapse.py). Adam eps 1e-6 fixed that seed too but lost seed 2 to a collapse.
 RECIPE_LR_DECAY_PATIENCE = {"ntm": 1, "lstm": 0}
-# The NTM's controller and head initialization per task (benchmarks/RESULTS.md, issue 4). A
-# dense controller has no state, so it must use the memory: it solves copy. Repeat copy needs a
-# counter, which only the LSTM controller keeps (dense stayed at 86 bits/seq, LSTM fell to 16).
-# Associative recall needs content lookups, which location-first heads delay: starting with
-# g = 0.5 took the same run from 3.92 to 3.09 bits/seq after 100,000 episodes.
-RECIPE_NTM_CONTROLLER = {"copy": "dense", "repeat_copy": "lstm", "associative_recall": "dense"}
-RECIPE_NTM_LOCATION_FIRST = {"copy": True, "repeat_copy": True, "associative_recall": False}
+
+
+@dataclass(frozen=True)
+class NtmTaskRecipe:
+    """The NTM settings measured to reach a task's target (benchmarks/RESULTS.md, issue 4)."""
+
+    controller: str
+    location_first_init: bool
+    controller_size: int
+    heads: int  # read heads and write heads each
+    batch_size: int
+    lr_decay_patience: int
+
+
+# A dense controller has no state, so it must use the memory: it solves copy. Repeat copy needs a
+# counter, which only the LSTM controller keeps (dense stayed at 86 bits/seq, LSTM fell to 16),
+# and reached 0.36 bits/seq at batch 16 with a constant rate. Associative recall takes the
+# paper's 4 heads of each kind and 256 controller units (Graves et al. 2014, table 1) with
+# content-first heads (location-first ones learn a positional rule: 3.92 vs 3.09 bits/seq after
+# 100,000 episodes); at copy's settings it stayed at 2.37 bits/seq, at these it reached 0.07.
+NTM_TASK_RECIPES = {
+    "copy": NtmTaskRecipe("dense", True, 100, 1, 64, RECIPE_LR_DECAY_PATIENCE["ntm"]),
+    "repeat_copy": NtmTaskRecipe("lstm", True, 100, 1, 16, 0),
+    "associative_recall": NtmTaskRecipe("dense", False, 256, 4, 32, 0),
+}
+# Batch size of every other model on every task.
+RECIPE_BATCH_SIZE = 64
 
 
 @dataclass
@@ -40,16 +60,22 @@ class ModelConfig:
     num_layers: int = option(3, "stacked LSTM layers", min=1, models=("lstm",))
     memory_slots: int = option(128, "NTM memory rows N", min=1, models=NTM)
     memory_width: int = option(20, "NTM memory row width M", min=1, models=NTM)
-    read_heads: int = option(1, "NTM read heads", min=1, models=NTM)
-    write_heads: int = option(1, "NTM write heads", min=1, models=NTM)
+    read_heads: int | None = option(
+        None, "NTM read heads (empty: the task's recipe, see NTM_TASK_RECIPES)", min=1, models=NTM
+    )
+    write_heads: int | None = option(
+        None, "NTM write heads (empty: the task's recipe)", min=1, models=NTM
+    )
     controller: str | None = option(
         None,
         "NTM controller (dense: no state of its own, so it must use the memory; empty: the "
-        "task's recipe, see RECIPE_NTM_CONTROLLER)",
+        "task's recipe, see NTM_TASK_RECIPES)",
         choices=("lstm", "dense", "double_dense"),
         models=NTM,
     )
-    controller_size: int = option(100, "NTM controller units", min=1, models=NTM)
+    controller_size: int | None = option(
+        None, "NTM controller units (empty: the task's recipe)", min=1, models=NTM
+    )
     shift_range: int = option(1, "NTM shifts -r..r of location addressing", min=0, models=NTM)
     memory_init: str = option(
         "constant", "NTM initial memory", choices=("constant", "learned", "random"), models=NTM
@@ -57,7 +83,7 @@ class ModelConfig:
     location_first_init: bool | None = option(
         None,
         "start heads following/sharpening their last weighting (see heads.py; empty: the "
-        "task's recipe, see RECIPE_NTM_LOCATION_FIRST)",
+        "task's recipe)",
         models=NTM,
     )
     controller_clip: float = option(
@@ -86,7 +112,9 @@ class DataConfig:
     )
     min_repeats: int = option(1, "fewest repeats in training", min=1, tasks=REPEAT_COPY)
     max_repeats: int = option(10, "most repeats in training", min=1, tasks=REPEAT_COPY)
-    batch_size: int = option(64, "sequences per training batch", min=1)
+    batch_size: int | None = option(
+        None, "sequences per training batch (empty: the NTM's task recipe, other models 64)", min=1
+    )
     batches_per_epoch: int = option(200, "training batches between validations", min=1)
     val_size: int = option(1000, "sequences in the fixed validation set", min=1)
     eval_batch_size: int = option(500, "sequences per validation/test batch", min=1)
@@ -120,7 +148,7 @@ class OptimConfig:
     lr_decay_patience: int | None = option(
         None,
         "halve the lr once more than this many validations bring no new best (0: never; "
-        "empty: the model's recipe, see RECIPE_LR_DECAY_PATIENCE)",
+        "empty: the NTM's task recipe, other models RECIPE_LR_DECAY_PATIENCE)",
         min=0,
     )
     momentum: float = option(0.9, "RMSprop momentum", min=0.0, max=1.0)
@@ -172,13 +200,7 @@ class TrainConfig:
             self.optim.lr = RECIPE_LR.get(self.model.name)
         if self.optim.clip_value is None:
             self.optim.clip_value = RECIPE_CLIP.get(self.model.name)
-        if self.optim.lr_decay_patience is None:
-            self.optim.lr_decay_patience = RECIPE_LR_DECAY_PATIENCE.get(self.model.name)
-        model = self.model
-        if model.controller is None:
-            model.controller = RECIPE_NTM_CONTROLLER.get(self.data.task, "dense")
-        if model.location_first_init is None:
-            model.location_first_init = RECIPE_NTM_LOCATION_FIRST.get(self.data.task, True)
+        self._fill_task_recipe()
         task = TASKS.get(self.data.task)
         if task is None:
             return
@@ -191,6 +213,30 @@ class TrainConfig:
             data.max_len = task.default_range[1]
         if not data.test_lengths:
             data.test_lengths = task.default_test_lengths
+
+    def _fill_task_recipe(self) -> None:
+        """The NTM's architecture, batch and decay follow the task (NTM_TASK_RECIPES); the
+        NTM-only fields are filled for every model so the config is complete, but only an NTM
+        run logs them."""
+        recipe = NTM_TASK_RECIPES.get(self.data.task, NTM_TASK_RECIPES["copy"])
+        is_ntm = self.model.name == "ntm"
+        model, optim, data = self.model, self.optim, self.data
+        if model.controller is None:
+            model.controller = recipe.controller
+        if model.location_first_init is None:
+            model.location_first_init = recipe.location_first_init
+        if model.controller_size is None:
+            model.controller_size = recipe.controller_size
+        if model.read_heads is None:
+            model.read_heads = recipe.heads
+        if model.write_heads is None:
+            model.write_heads = recipe.heads
+        if data.batch_size is None:
+            data.batch_size = recipe.batch_size if is_ntm else RECIPE_BATCH_SIZE
+        if optim.lr_decay_patience is None:
+            optim.lr_decay_patience = (
+                recipe.lr_decay_patience if is_ntm else RECIPE_LR_DECAY_PATIENCE.get(model.name)
+            )
 
     def check(self) -> None:
         """Cross-field rules that single-field bounds cannot express."""

@@ -19,23 +19,38 @@ def test_defaults_parse_and_flatten_with_dotted_names():
 
 
 @pytest.mark.parametrize(
-    ("task", "controller", "location_first"),
+    ("task", "expected"),
     [
-        ("copy", "dense", True),
-        ("repeat_copy", "lstm", True),
-        ("associative_recall", "dense", False),
+        # controller, location-first heads, controller units, heads, batch, decay patience
+        ("copy", ("dense", True, 100, 1, 1, 64, 1)),
+        ("repeat_copy", ("lstm", True, 100, 1, 1, 16, 0)),
+        ("associative_recall", ("dense", False, 256, 4, 4, 32, 0)),
     ],
 )
-def test_the_task_chooses_the_ntm_controller_and_head_start_unless_given(
-    task, controller, location_first
-):
-    model = parse_config(TrainConfig, ["--task", task]).model
-    assert (model.controller, model.location_first_init) == (controller, location_first)
-    given = ["--task", task, "--controller", "double_dense", "--location_first_init", "true"]
-    model = parse_config(TrainConfig, given).model
-    assert (model.controller, model.location_first_init) == ("double_dense", True)
-    model = parse_config(TrainConfig, ["--task", task, "--controller", ""]).model
-    assert model.controller == controller, "an empty MLproject value means the recipe"
+def test_the_task_chooses_the_ntm_recipe_unless_given(task, expected):
+    def recipe(argv):
+        config = parse_config(TrainConfig, ["--task", task, *argv])
+        model = config.model
+        return (
+            model.controller,
+            model.location_first_init,
+            model.controller_size,
+            model.read_heads,
+            model.write_heads,
+            config.data.batch_size,
+            config.optim.lr_decay_patience,
+        )
+
+    assert recipe([]) == expected
+    given = ["--controller", "double_dense", "--location_first_init", "true"]
+    given += ["--controller_size", "7", "--read_heads", "2", "--write_heads", "3"]
+    given += ["--batch_size", "5", "--lr_decay_patience", "4"]
+    assert recipe(given) == ("double_dense", True, 7, 2, 3, 5, 4)
+    empty = ["--controller", "", "--read_heads", "", "--batch_size", ""]
+    assert recipe(empty) == expected, "an empty MLproject value means the recipe"
+    lstm = parse_config(TrainConfig, ["--task", task, "--model", "lstm"])
+    assert (lstm.data.batch_size, lstm.optim.lr_decay_patience) == (64, 0), "NTM-only recipe"
+    assert "model.read_heads" not in flatten_params(lstm), "an LSTM run logs no NTM fields"
 
 
 def test_cli_values_land_in_their_sections():
