@@ -127,11 +127,12 @@ class NTM(nn.Module):
         self, inputs: torch.Tensor, return_trace: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, NTMTrace]:
         """``inputs [B,T,I] -> logits [B,T,O]`` (and an :class:`NTMTrace` when asked)."""
-        batch, steps, _ = inputs.shape
-        state = self.initial_state(batch, inputs)
+        state = self.initial_state(inputs.shape[0], inputs)
         features, weights = [], []
-        for t in range(steps):
-            output_features, state = self.step(inputs[:, t], state)
+        # unbind once: the backward of each inputs[:, t] slice would add a full [B,T,I] zero
+        # tensor, which makes a long sequence quadratic (measured on the BN-LSTM)
+        for step_inputs in inputs.unbind(dim=1):
+            output_features, state = self.step(step_inputs, state)
             features.append(output_features)
             if return_trace:
                 weights.append(state.log_weights.exp())
