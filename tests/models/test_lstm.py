@@ -46,3 +46,36 @@ def test_lstm_learns_a_tiny_copy_task():
     assert before["loss"] > 0.65
     assert after["loss"] < 0.35, after
     assert after["bits_per_seq"] < before["bits_per_seq"] / 2
+
+
+def test_forget_bias_sets_the_forget_gate_of_every_layer():
+    """With zero input and state the forget gate of each layer is sigmoid(bias) exactly: the
+    two PyTorch biases of gate f (rows H..2H, gate order i, f, g, o) sum to the bias."""
+    model = LSTMSequenceModel(5, 2, hidden_size=6, num_layers=3, forget_bias=1.0)
+    lstm, hidden = model.lstm, 6
+    for layer in range(3):
+        bias = getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
+        assert torch.equal(bias[hidden : 2 * hidden], torch.ones(hidden))
+        others = torch.cat([bias[:hidden], bias[2 * hidden :]])
+        assert others.abs().max() <= 2 / hidden**0.5  # PyTorch's own start elsewhere
+    # one step of layer 0 from zero state with zero input: c = f * c0 + i * g with c0 = 0,
+    # so carry a known c0 through and read f back from c
+    c0 = torch.full((1, 1, hidden), 2.0)
+    h0 = torch.zeros(1, 1, hidden)
+    single = torch.nn.LSTM(5, hidden, batch_first=True)
+    single.load_state_dict({k: v for k, v in lstm.state_dict().items() if k.endswith("_l0")})
+    with torch.no_grad():
+        single.bias_ih_l0[:hidden] = -1e4  # input gate shut: c = f * c0
+        _, (_, c1) = single(torch.zeros(1, 1, 5), (h0, c0))
+    assert torch.allclose(c1, 2.0 * torch.sigmoid(torch.tensor(1.0)).expand_as(c1))
+
+
+def test_forget_bias_none_keeps_pytorchs_start():
+    torch.manual_seed(3)
+    default = LSTMSequenceModel(4, 2, hidden_size=8, num_layers=1)
+    torch.manual_seed(3)
+    unset = LSTMSequenceModel(4, 2, hidden_size=8, num_layers=1, forget_bias=None)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(default.state_dict().values(), unset.state_dict().values(), strict=True)
+    )
