@@ -58,8 +58,8 @@ def test_forget_bias_sets_the_forget_gate_of_every_layer():
         assert torch.equal(bias[hidden : 2 * hidden], torch.ones(hidden))
         others = torch.cat([bias[:hidden], bias[2 * hidden :]])
         assert others.abs().max() <= 2 / hidden**0.5  # PyTorch's own start elsewhere
-    # one step of layer 0 from zero state with zero input: c = f * c0 + i * g with c0 = 0,
-    # so carry a known c0 through and read f back from c
+    # one step of layer 0 with zero input from a known cell state c0 and the input gate shut:
+    # c1 = f * c0 + i * g = f * c0, so c1 / c0 reads the forget gate back
     c0 = torch.full((1, 1, hidden), 2.0)
     h0 = torch.zeros(1, 1, hidden)
     single = torch.nn.LSTM(5, hidden, batch_first=True)
