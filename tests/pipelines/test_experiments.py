@@ -48,3 +48,20 @@ def test_bad_input_is_refused_before_any_run(client, capsys):
     assert main([*TINY, "--test_lengths", "200"]) == 2
     assert "ntm: copy at length 200 needs 200 memory rows" in capsys.readouterr().err
     assert client.get_experiment_by_name("ntm_vs_lstm-copy") is None
+
+
+def test_stop_at_ends_each_model_at_its_first_validation_under_the_threshold(client):
+    # a threshold above any copy error (at most 160 bits at length 20): both models stop at
+    # their first validation, long before the one-minute budget
+    args = [*TINY, "--budget_minutes", "1", "--stop_at", "1000"]
+    assert main(args) == 0
+    experiment = client.get_experiment_by_name("ntm_vs_lstm-copy")
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId")]
+    assert parent.data.params["stop_at"] == "1000.0" and len(children) == 2
+    for child in children:
+        assert child.data.params["trainer.stop_at"] == "1000.0"
+        assert child.data.metrics["reached_stop_at"] == 1.0
+        assert child.data.metrics["steps_to_stop_at"] == 10  # --batches_per_epoch
+        assert child.data.metrics["train_time_s"] < 60
