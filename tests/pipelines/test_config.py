@@ -14,7 +14,7 @@ def test_defaults_parse_and_flatten_with_dotted_names():
     assert parse_config(TrainConfig, ["--model", "lstm"]).optim.lr == pytest.approx(3e-3)
     assert parse_config(TrainConfig, ["--lr", "0.05"]).optim.lr == pytest.approx(0.05)
     assert params["optim.lr_decay_patience"] == 1, "and the NTM's plateau decay"
-    assert parse_config(TrainConfig, ["--model", "lstm"]).optim.lr_decay_patience == 1
+    assert parse_config(TrainConfig, ["--model", "lstm"]).optim.lr_decay_patience == 3
     assert parse_config(TrainConfig, ["--lr_decay_patience", "0"]).optim.lr_decay_patience == 0
 
 
@@ -49,7 +49,7 @@ def test_the_task_chooses_the_ntm_recipe_unless_given(task, expected):
     empty = ["--controller", "", "--read_heads", "", "--batch_size", ""]
     assert recipe(empty) == expected, "an empty MLproject value means the recipe"
     lstm = parse_config(TrainConfig, ["--task", task, "--model", "lstm"])
-    assert (lstm.data.batch_size, lstm.optim.lr_decay_patience) == (64, 1), "NTM-only recipe"
+    assert (lstm.data.batch_size, lstm.optim.lr_decay_patience) == (64, 3), "NTM-only recipe"
     assert "model.read_heads" not in flatten_params(lstm), "an LSTM run logs no NTM fields"
 
 
