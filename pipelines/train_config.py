@@ -97,6 +97,13 @@ class ModelConfig:
         "task's recipe)",
         models=NTM,
     )
+    beta_init: float | None = option(
+        None,
+        "NTM key strength beta every head starts at (empty: Linear's bias init, beta ~ 0.7)",
+        min=0.0,
+        exclusive_min=True,
+        models=NTM,
+    )
     controller_clip: float = option(
         20.0, "bound on the NTM controller's outputs", min=0.0, exclusive_min=True, models=NTM
     )

@@ -44,6 +44,7 @@ class HeadProjection(nn.Module):
         shift_range: int,
         clip: float = 20.0,
         location_first: bool = True,
+        beta_init: float | None = None,
     ) -> None:
         super().__init__()
         self.read_heads, self.write_heads, self.width = read_heads, write_heads, width
@@ -56,6 +57,8 @@ class HeadProjection(nn.Module):
         self.projection = nn.Linear(in_features, self.interface_size)
         if location_first:
             self._start_location_first()
+        if beta_init is not None:
+            self._start_key_strength(beta_init)
 
     def _start_location_first(self) -> None:
         """Bias every head to follow and sharpen its previous weighting at the start.
@@ -75,6 +78,21 @@ class HeadProjection(nn.Module):
             bias = self.projection.bias[: heads * self.address_size].view(heads, -1)
             bias[:, gate_offset] = GATE_BIAS
             bias[:, gamma_offset] = GAMMA_BIAS
+
+    def _start_key_strength(self, beta: float) -> None:
+        """Bias every head's key strength to ``beta = softplus(b)`` at the start.
+
+        Linear's default bias gives ``beta`` about 0.7, so a content lookup starts close to
+        uniform over the slots (cosine similarities lie in -1..1) and its gradient is weak; a
+        task that needs lookups (associative recall) can then settle on a positional rule first.
+        Only the starting value changes; beta stays learned.
+        """
+        if beta <= 0:
+            raise ValueError(f"beta_init must be > 0, got {beta}")
+        heads = self.read_heads + self.write_heads
+        with torch.no_grad():
+            bias = self.projection.bias[: heads * self.address_size].view(heads, -1)
+            bias[:, self.width] = math.log(math.expm1(beta))
 
     def forward(self, features: torch.Tensor) -> HeadParams:
         batch = features.shape[0]

@@ -39,6 +39,7 @@ class NTMConfig:
     memory_init: str = "constant"
     controller_clip: float = 20.0
     location_first_init: bool = True
+    beta_init: float | None = None  # starting key strength; None: Linear's bias (beta ~ 0.7)
 
     def __post_init__(self) -> None:
         for name in ("input_size", "output_size", "memory_slots", "memory_width",
@@ -49,6 +50,8 @@ class NTMConfig:
             raise ValueError(
                 f"shift_range must be in 0..{(self.memory_slots - 1) // 2}, got {self.shift_range}"
             )
+        if self.beta_init is not None and self.beta_init <= 0:
+            raise ValueError(f"beta_init must be > 0, got {self.beta_init}")
         if self.controller_clip <= 0:
             raise ValueError(f"controller_clip must be > 0, got {self.controller_clip}")
 
@@ -81,7 +84,7 @@ class NTM(nn.Module):
         self.heads = HeadProjection(
             config.controller_size, config.read_heads, config.write_heads,
             config.memory_width, config.shift_range, config.controller_clip,
-            location_first=config.location_first_init,
+            location_first=config.location_first_init, beta_init=config.beta_init,
         )  # fmt: skip
         self.memory_init = MemoryInit(config.memory_slots, config.memory_width, config.memory_init)
         # Learned starting points (as Collier & Beel). Glorot-scale logits make the first

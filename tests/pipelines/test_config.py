@@ -1,6 +1,7 @@
 import pytest
 
 from pipelines.config import ConfigError, flatten_params, from_dict, parse_config, to_dict
+from pipelines.factory import make_core
 from pipelines.train_config import TrainConfig
 
 
@@ -97,3 +98,11 @@ def test_round_trip_through_dict():
 def test_from_dict_rejects_unknown_keys():
     with pytest.raises(ConfigError, match=r"unknown config key .model\.wings."):
         from_dict(TrainConfig, {"model": {"wings": 2}})
+
+
+def test_beta_init_reaches_the_ntm_core_and_is_validated():
+    config = parse_config(TrainConfig, ["--task", "associative_recall", "--beta_init", "6"])
+    assert make_core(config.model, 8, 6).config.beta_init == 6.0
+    assert parse_config(TrainConfig, []).model.beta_init is None, "default: Linear's bias"
+    with pytest.raises(ConfigError, match="beta_init"):
+        parse_config(TrainConfig, ["--beta_init", "-1"])

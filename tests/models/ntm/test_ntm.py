@@ -144,3 +144,15 @@ def test_location_first_init_sets_gate_and_gamma_of_every_head():
     plain = NTM(NTMConfig(**TINY, location_first_init=False)).heads(torch.zeros(1, 5))
     # Linear's default bias init (|b| <= 1/sqrt(5)): gates near 0.5, far from 0.12
     assert (torch.sigmoid(plain.gate_logit) > 0.3).all()
+
+
+def test_beta_init_sets_the_starting_key_strength_of_every_head_and_must_be_positive():
+    torch.manual_seed(0)
+    model = NTM(NTMConfig(**TINY, read_heads=2, write_heads=2, beta_init=8.0))
+    params = model.heads(torch.zeros(1, TINY["controller_size"]))
+    assert torch.allclose(params.beta, torch.full((1, 4), 8.0))
+    plain = NTM(NTMConfig(**TINY)).heads(torch.zeros(1, TINY["controller_size"]))
+    # Linear's default bias: softplus(|b| <= 1/sqrt(5)) lies in 0.5..0.95
+    assert ((plain.beta > 0.5) & (plain.beta < 0.95)).all()
+    with pytest.raises(ValueError, match="beta_init must be > 0"):
+        NTM(NTMConfig(**TINY, beta_init=0.0))
