@@ -61,6 +61,7 @@ def make_module(config: TrainConfig, task: SyntheticTask) -> SequenceModule:
         clip_value=optim.clip_value,
         adam_eps=optim.adam_eps,
         lr_decay_patience=optim.lr_decay_patience,
+        lr_decay_floor=optim.lr_decay_floor,
     )
 
 

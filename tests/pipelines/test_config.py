@@ -17,6 +17,9 @@ def test_defaults_parse_and_flatten_with_dotted_names():
     assert params["optim.lr_decay_patience"] == 1, "and the NTM's plateau decay"
     assert parse_config(TrainConfig, ["--model", "lstm"]).optim.lr_decay_patience == 3
     assert parse_config(TrainConfig, ["--lr_decay_patience", "0"]).optim.lr_decay_patience == 0
+    assert params["optim.lr_decay_floor"] == 0.0, "the NTM decays without a floor"
+    assert parse_config(TrainConfig, ["--model", "lstm"]).optim.lr_decay_floor == 0.25
+    assert parse_config(TrainConfig, ["--lr_decay_floor", "0.5"]).optim.lr_decay_floor == 0.5
 
 
 @pytest.mark.parametrize(
