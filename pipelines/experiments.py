@@ -11,7 +11,7 @@ run, so the MLflow UI compares them in one view.
 
 The defaults (45 minutes, stop at 0.01 bits/seq) are what the LSTM needs on two CPU cores to
 fit copy's training lengths (99.78 % at length 20 after 39 minutes; benchmarks/RESULTS.md); the
-NTM gets there in about a minute. With 10 minutes the LSTM is at about 92 % at length 20.
+NTM gets there in about a minute. In 10 minutes the LSTM reached 92 % at length 20.
 """
 
 from __future__ import annotations
