@@ -44,7 +44,7 @@ class HeadProjection(nn.Module):
         shift_range: int,
         clip: float = 20.0,
         location_first: bool = True,
-        beta_init: float | None = None,
+        beta_init: float = 0.0,
     ) -> None:
         super().__init__()
         self.read_heads, self.write_heads, self.width = read_heads, write_heads, width
@@ -57,7 +57,7 @@ class HeadProjection(nn.Module):
         self.projection = nn.Linear(in_features, self.interface_size)
         if location_first:
             self._start_location_first()
-        if beta_init is not None:
+        if beta_init > 0:  # 0: leave Linear's bias
             self._start_key_strength(beta_init)
 
     def _start_location_first(self) -> None:
@@ -87,8 +87,6 @@ class HeadProjection(nn.Module):
         task that needs lookups (associative recall) can then settle on a positional rule first.
         Only the starting value changes; beta stays learned.
         """
-        if beta <= 0:
-            raise ValueError(f"beta_init must be > 0, got {beta}")
         heads = self.read_heads + self.write_heads
         with torch.no_grad():
             bias = self.projection.bias[: heads * self.address_size].view(heads, -1)

@@ -39,7 +39,7 @@ class NTMConfig:
     memory_init: str = "constant"
     controller_clip: float = 20.0
     location_first_init: bool = True
-    beta_init: float | None = None  # starting key strength; None: Linear's bias (beta ~ 0.7)
+    beta_init: float = 0.0  # starting key strength; 0: Linear's bias (beta ~ 0.7)
 
     def __post_init__(self) -> None:
         for name in ("input_size", "output_size", "memory_slots", "memory_width",
@@ -50,8 +50,8 @@ class NTMConfig:
             raise ValueError(
                 f"shift_range must be in 0..{(self.memory_slots - 1) // 2}, got {self.shift_range}"
             )
-        if self.beta_init is not None and self.beta_init <= 0:
-            raise ValueError(f"beta_init must be > 0, got {self.beta_init}")
+        if self.beta_init < 0:
+            raise ValueError(f"beta_init must be >= 0 (0: Linear's bias), got {self.beta_init}")
         if self.controller_clip <= 0:
             raise ValueError(f"controller_clip must be > 0, got {self.controller_clip}")
 

@@ -25,10 +25,10 @@ def test_defaults_parse_and_flatten_with_dotted_names():
 @pytest.mark.parametrize(
     ("task", "expected"),
     [
-        # controller, location-first heads, controller units, heads, batch, decay patience
-        ("copy", ("dense", True, 100, 1, 1, 64, 1)),
-        ("repeat_copy", ("lstm", True, 100, 1, 1, 16, 0)),
-        ("associative_recall", ("dense", False, 256, 4, 4, 32, 0)),
+        # controller, location-first heads, controller units, heads, batch, decay patience, beta
+        ("copy", ("dense", True, 100, 1, 1, 64, 1, 0.0)),
+        ("repeat_copy", ("lstm", True, 100, 1, 1, 16, 0, 0.0)),
+        ("associative_recall", ("dense", False, 256, 4, 4, 32, 0, 5.0)),
     ],
 )
 def test_the_task_chooses_the_ntm_recipe_unless_given(task, expected):
@@ -43,13 +43,14 @@ def test_the_task_chooses_the_ntm_recipe_unless_given(task, expected):
             model.write_heads,
             config.data.batch_size,
             config.optim.lr_decay_patience,
+            model.beta_init,
         )
 
     assert recipe([]) == expected
     given = ["--controller", "double_dense", "--location_first_init", "true"]
     given += ["--controller_size", "7", "--read_heads", "2", "--write_heads", "3"]
-    given += ["--batch_size", "5", "--lr_decay_patience", "4"]
-    assert recipe(given) == ("double_dense", True, 7, 2, 3, 5, 4)
+    given += ["--batch_size", "5", "--lr_decay_patience", "4", "--beta_init", "2"]
+    assert recipe(given) == ("double_dense", True, 7, 2, 3, 5, 4, 2.0)
     empty = ["--controller", "", "--read_heads", "", "--batch_size", ""]
     assert recipe(empty) == expected, "an empty MLproject value means the recipe"
     lstm = parse_config(TrainConfig, ["--task", task, "--model", "lstm"])
@@ -106,6 +107,10 @@ def test_from_dict_rejects_unknown_keys():
 def test_beta_init_reaches_the_ntm_core_and_is_validated():
     config = parse_config(TrainConfig, ["--task", "associative_recall", "--beta_init", "6"])
     assert make_core(config.model, 8, 6).config.beta_init == 6.0
-    assert parse_config(TrainConfig, []).model.beta_init is None, "default: Linear's bias"
+    assert parse_config(TrainConfig, []).model.beta_init == 0.0, "copy: Linear's bias"
+    recall = parse_config(TrainConfig, ["--task", "associative_recall"])
+    assert recall.model.beta_init == 5.0, "associative recall's recipe"
+    linear = ["--task", "associative_recall", "--beta_init", "0"]
+    assert make_core(parse_config(TrainConfig, linear).model, 8, 6).config.beta_init == 0.0
     with pytest.raises(ConfigError, match="beta_init"):
         parse_config(TrainConfig, ["--beta_init", "-1"])

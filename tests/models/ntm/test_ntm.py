@@ -146,7 +146,7 @@ def test_location_first_init_sets_gate_and_gamma_of_every_head():
     assert (torch.sigmoid(plain.gate_logit) > 0.3).all()
 
 
-def test_beta_init_sets_the_starting_key_strength_of_every_head_and_must_be_positive():
+def test_beta_init_sets_the_starting_key_strength_of_every_head_and_zero_keeps_linears():
     torch.manual_seed(0)
     model = NTM(NTMConfig(**TINY, read_heads=2, write_heads=2, beta_init=8.0))
     params = model.heads(torch.zeros(1, TINY["controller_size"]))
@@ -154,5 +154,5 @@ def test_beta_init_sets_the_starting_key_strength_of_every_head_and_must_be_posi
     plain = NTM(NTMConfig(**TINY)).heads(torch.zeros(1, TINY["controller_size"]))
     # Linear's default bias: softplus(|b| <= 1/sqrt(5)) lies in 0.5..0.95
     assert ((plain.beta > 0.5) & (plain.beta < 0.95)).all()
-    with pytest.raises(ValueError, match="beta_init must be > 0"):
-        NTM(NTMConfig(**TINY, beta_init=0.0))
+    with pytest.raises(ValueError, match="beta_init must be >= 0"):
+        NTM(NTMConfig(**TINY, beta_init=-1.0))
