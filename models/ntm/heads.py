@@ -71,11 +71,10 @@ class HeadProjection(nn.Module):
         Measured effect (benchmarks/RESULTS.md): it helps some seeds escape that plateau
         sooner but does not guarantee it. Only initial values change; everything is learned.
         """
-        heads = self.read_heads + self.write_heads
         gate_offset = self.width + 1
         gamma_offset = self.address_size - 1
         with torch.no_grad():
-            bias = self.projection.bias[: heads * self.address_size].view(heads, -1)
+            bias = self._addressing_bias()
             bias[:, gate_offset] = GATE_BIAS
             bias[:, gamma_offset] = GAMMA_BIAS
 
@@ -87,10 +86,13 @@ class HeadProjection(nn.Module):
         task that needs lookups (associative recall) can then settle on a positional rule first.
         Only the starting value changes; beta stays learned.
         """
-        heads = self.read_heads + self.write_heads
         with torch.no_grad():
-            bias = self.projection.bias[: heads * self.address_size].view(heads, -1)
-            bias[:, self.width] = math.log(math.expm1(beta))
+            self._addressing_bias()[:, self.width] = math.log(math.expm1(beta))
+
+    def _addressing_bias(self) -> torch.Tensor:
+        """A ``[heads, address_size]`` view of the projection bias that feeds addressing."""
+        heads = self.read_heads + self.write_heads
+        return self.projection.bias[: heads * self.address_size].view(heads, -1)
 
     def forward(self, features: torch.Tensor) -> HeadParams:
         batch = features.shape[0]
