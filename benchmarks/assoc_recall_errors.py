@@ -18,10 +18,12 @@ import torch
 
 from benchmarks.common import machine, save
 from datamodules.synthetic import AssociativeRecallTask, SequenceBatch, make_test_set
-from models.metrics import wrong_bits_per_sequence
+from models.metrics import scored_bits_per_sequence, wrong_bits_per_sequence
+from pipelines.evaluate import EvaluateConfig
 from pipelines.trained_models import load_from_checkpoint
 
-EVAL_BATCH_SIZE = 500  # pipelines.evaluate's default: the same batches, so the same episodes
+# pipelines.evaluate's batches, so the same episodes
+EVAL_BATCH_SIZE = EvaluateConfig().eval_batch_size
 
 
 def query_positions(task: AssociativeRecallTask, batch: SequenceBatch, items: int) -> torch.Tensor:
@@ -47,7 +49,7 @@ def errors(
         wrong.append(wrong_bits_per_sequence(core(batch.inputs), batch.targets, batch.mask))
         positions.append(query_positions(task, batch, items))
     wrong_bits, where = torch.cat(wrong).double(), torch.cat(positions)
-    scored = task.item_size * task.bits
+    scored = int(scored_bits_per_sequence(batch.targets, batch.mask)[0])  # the same every episode
     by_position = {
         int(p): 1.0 - float(wrong_bits[where == p].mean()) / scored for p in where.unique()
     }
