@@ -44,6 +44,7 @@ def errors(
 ) -> dict:
     """Wrong bits per episode and the query position of each, over the seeded test set."""
     core.eval()
+    torch.manual_seed(seed)  # a random starting memory draws as in pipelines.evaluate
     wrong, positions = [], []
     for batch in make_test_set(task, items, size, EVAL_BATCH_SIZE, seed):
         wrong.append(wrong_bits_per_sequence(core(batch.inputs), batch.targets, batch.mask))

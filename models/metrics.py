@@ -67,8 +67,20 @@ class BitErrorRate(Metric):
 
 
 @torch.no_grad()
-def score_batches(model: torch.nn.Module, batches, device: torch.device | str = "cpu") -> dict:
-    """Loss, bits_per_seq and bit_acc of ``model`` over ``(inputs, targets, mask)`` batches."""
+def score_batches(
+    model: torch.nn.Module, batches, device: torch.device | str = "cpu", seed: int | None = None
+) -> dict:
+    """Loss, bits_per_seq and bit_acc of ``model`` over ``(inputs, targets, mask)`` batches.
+
+    ``seed`` fixes the model's own randomness (an NTM's random starting memory) so the same
+    model scores the same on every call, in any order; the caller's RNG state is restored.
+    """
+    if seed is not None:
+        device = torch.device(device)
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            return score_batches(model, batches, device)
     was_training = model.training
     model.eval()
     metric = BitErrorRate().to(device)

@@ -144,7 +144,7 @@ def score_models(
     for task, length in plan:
         batches = make_test_set(task, length, test_size, batch_size, seed)
         for model in models:
-            scores = score_batches(model.core, batches, device)
+            scores = score_batches(model.core, batches, device, seed=seed)
             rows.append(
                 ScoreRow(
                     model=model.label,

@@ -270,11 +270,14 @@ def _fit_and_score(
             metrics["sequences_to_stop_at"] = float(reached_step * config.data.batch_size)
     _restore_best(module, checkpoint)
     device = module.device
-    best = score_batches(module.model, datamodule.val_batches(), device)
+    # seeded like evaluate, so a model with a random starting memory scores the same there
+    best = score_batches(module.model, datamodule.val_batches(), device, seed=config.seed)
     metrics["best_val_bits_per_seq"] = best["bits_per_seq"]
     metrics["best_val_bit_acc"] = best["bit_acc"]
     for length in config.data.test_lengths:
-        scores = score_batches(module.model, datamodule.test_batches(length), device)
+        scores = score_batches(
+            module.model, datamodule.test_batches(length), device, seed=config.seed
+        )
         metrics[f"bit_acc_L{length}"] = scores["bit_acc"]
         metrics[f"bits_per_seq_L{length}"] = scores["bits_per_seq"]
     outbox.log_metrics(metrics, step=steps)

@@ -2,12 +2,15 @@ import math
 
 import torch
 
+from datamodules.synthetic import CopyTask, make_test_set
 from models.metrics import (
     BitErrorRate,
     masked_bce_loss,
+    score_batches,
     scored_bits_per_sequence,
     wrong_bits_per_sequence,
 )
+from models.ntm import NTM, NTMConfig
 
 
 def _example():
@@ -52,3 +55,18 @@ def test_perfect_prediction_scores_zero_errors():
     _, targets, mask = _example()
     logits = (targets * 2 - 1) * 10
     assert wrong_bits_per_sequence(logits, targets, mask).sum() == 0
+
+
+def test_a_seed_makes_a_random_memory_model_score_the_same_and_keeps_the_callers_rng():
+    task = CopyTask(bits=4, min_len=2, max_len=4)
+    config = NTMConfig(task.input_width, task.output_width, 16, 6, memory_init="random")
+    core = NTM(config)
+    batches = make_test_set(task, 4, 16, 8, seed=0)
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    first = score_batches(core, batches, seed=7)
+    assert torch.equal(torch.random.get_rng_state(), state), "the caller's RNG is untouched"
+    torch.manual_seed(999)
+    assert score_batches(core, batches, seed=7) == first
+    unseeded = [score_batches(core, batches)["loss"] for _ in range(2)]
+    assert unseeded[0] != unseeded[1], "the memory really is random, so the seed matters"
