@@ -25,10 +25,11 @@ def test_defaults_parse_and_flatten_with_dotted_names():
 @pytest.mark.parametrize(
     ("task", "expected"),
     [
-        # controller, location-first heads, controller units, heads, batch, decay patience, beta
-        ("copy", ("dense", True, 100, 1, 1, 64, 1, 0.0)),
-        ("repeat_copy", ("lstm", True, 100, 1, 1, 16, 0, 0.0)),
-        ("associative_recall", ("dense", False, 256, 4, 4, 32, 0, 5.0)),
+        # controller, location-first heads, controller units, heads, batch, decay patience, beta,
+        # starting memory
+        ("copy", ("dense", True, 100, 1, 1, 64, 1, 0.0, "constant")),
+        ("repeat_copy", ("lstm", True, 100, 1, 1, 16, 0, 0.0, "constant")),
+        ("associative_recall", ("dense", False, 256, 4, 4, 32, 0, 5.0, "random")),
     ],
 )
 def test_the_task_chooses_the_ntm_recipe_unless_given(task, expected):
@@ -44,13 +45,15 @@ def test_the_task_chooses_the_ntm_recipe_unless_given(task, expected):
             config.data.batch_size,
             config.optim.lr_decay_patience,
             model.beta_init,
+            model.memory_init,
         )
 
     assert recipe([]) == expected
     given = ["--controller", "double_dense", "--location_first_init", "true"]
     given += ["--controller_size", "7", "--read_heads", "2", "--write_heads", "3"]
     given += ["--batch_size", "5", "--lr_decay_patience", "4", "--beta_init", "2"]
-    assert recipe(given) == ("double_dense", True, 7, 2, 3, 5, 4, 2.0)
+    given += ["--memory_init", "learned"]
+    assert recipe(given) == ("double_dense", True, 7, 2, 3, 5, 4, 2.0, "learned")
     empty = ["--controller", "", "--read_heads", "", "--batch_size", ""]
     assert recipe(empty) == expected, "an empty MLproject value means the recipe"
     lstm = parse_config(TrainConfig, ["--task", task, "--model", "lstm"])
