@@ -7,7 +7,9 @@ match ``pipelines.evaluate``) at every item count of ``--items``, and at the lar
 splits the error by the query's position in the episode. Errors spread evenly over positions
 point at the lookup (content addressing confusing similar items); errors that grow with the
 position point at the write addressing drifting over a long episode (positions past the
-training range of 2..6 items are never written in training).
+training range of 2..6 items are never written in training). It also prints how focused each
+head is (``head_sharpness``), which tells a model that writes sharply but never learned the
+lookup from one that cannot write.
 """
 
 from __future__ import annotations
@@ -63,12 +65,27 @@ def errors(
     }
 
 
+@torch.no_grad()
+def head_sharpness(core: torch.nn.Module, task: AssociativeRecallTask, items: int, seed: int):
+    """Mean largest weight of each write head while the items are written, and of each read
+    head from the query on: near 1 is a head focused on one slot, near 1/N a blurred one."""
+    core.eval()
+    torch.manual_seed(seed)
+    batch = next(iter(make_test_set(task, items, EVAL_BATCH_SIZE, EVAL_BATCH_SIZE, seed)))
+    _, trace = core(batch.inputs, return_trace=True)
+    written = (task.item_size + 1) * items  # the steps before the query
+    write = trace.write_weights[:, :written].amax(dim=-1).mean(dim=(0, 1))
+    read = trace.read_weights[:, written:].amax(dim=-1).mean(dim=(0, 1))
+    return write.tolist(), read.tolist()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoints", nargs="+", required=True)
     parser.add_argument("--items", type=int, nargs="+", default=[2, 4, 6, 8, 10, 12])
     parser.add_argument("--test_size", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0, help="test-set seed (evaluate's default)")
+    parser.add_argument("--sharpness_items", type=int, default=6, help="items for head focus")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     results = []
@@ -92,6 +109,11 @@ def main() -> None:
             for position, acc in sorted(last["bit_acc_by_query_position"].items())
         )
         print(f"bit acc % by query position (1-based) at {last['items']} items: {cells}")
+        write, read = head_sharpness(model.core, model.task, args.sharpness_items, args.seed)
+        results[-1]["head_sharpness"] = {"write": write, "read": read}
+        print(f"mean largest weight at {args.sharpness_items} items, write heads while writing: "
+              f"{' '.join(f'{w:.2f}' for w in write)}; read heads from the query on: "
+              f"{' '.join(f'{r:.2f}' for r in read)}")  # fmt: skip
     save("assoc_recall_errors", {"args": vars(args), "results": results})
 
 
