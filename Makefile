@@ -6,6 +6,8 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 UI_PORT ?= 5000
 SERVER_PORT ?= 5000
+SERVER_STORE ?= sqlite:///$(CURDIR)/mlflow.db
+SERVER_ARTIFACTS ?= $(CURDIR)/mlartifacts
 
 # Pipelines and `mlflow run --env-manager local` must find the venv's python first.
 export PATH := $(BIN):$(PATH)
@@ -44,8 +46,8 @@ ui: venv
 # A tracking server over the same store `make run` writes to (one history), serving artifacts
 # from mlartifacts/. Loopback only: binding beyond it belongs behind auth (see README).
 server: venv
-	mlflow server --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
-		--artifacts-destination "$(CURDIR)/mlartifacts" \
+	mlflow server --backend-store-uri "$(SERVER_STORE)" \
+		--artifacts-destination "$(SERVER_ARTIFACTS)" \
 		--host 127.0.0.1 --port $(SERVER_PORT)
 
 clean:

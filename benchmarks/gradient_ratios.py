@@ -21,7 +21,10 @@ from pipelines.tracking import tracking_uri
 
 
 def ratios(client: MlflowClient, run_id: str) -> dict:
-    params = client.get_run(run_id).data.params
+    logged = client.get_run(run_id).data.params
+    # runs logged before the "resolved." keys used the bare names
+    params = {key: logged.get(f"resolved.{key}", logged.get(key)) for key in
+              ("model", "depth", "hidden_size", "batch_norm")}  # fmt: skip
     config = parse_config(ClassifyConfig, [
         "--model", params["model"], "--depth", params["depth"],
         "--hidden_size", params["hidden_size"], "--batch_norm", params["batch_norm"],

@@ -252,8 +252,25 @@ def validate(config: Any) -> None:
         check()
 
 
+RESOLVED_PREFIX = "resolved."
+
+
+def param_key(leaf: Leaf) -> str:
+    """The MLflow param a leaf is logged under.
+
+    ``mlflow run`` logs every MLproject parameter under its bare name (``model``, ``metric``)
+    exactly as the user gave it, empty defaults included, and MLflow refuses to change a
+    param. A pipeline therefore never logs a bare name: a leaf in a section is
+    ``<section>.<field>`` (``model.hidden_size``); a top-level leaf, whose name is also an
+    MLproject parameter, is ``resolved.<field>`` (``resolved.metric``), the value the pipeline
+    actually used. The same key holds the same meaning however the pipeline was started.
+    """
+    return leaf.param if len(leaf.path) > 1 else RESOLVED_PREFIX + leaf.param
+
+
 def flatten_params(config: Any) -> dict[str, Any]:
-    """``{"model.hidden_size": 256, ...}`` for MLflow, without other models' and tasks' options."""
+    """``{"model.hidden_size": 256, "resolved.seed": 0, ...}`` for MLflow (keys from
+    :func:`param_key`), without other models' and tasks' options."""
     model_name = getattr(getattr(config, "model", None), "name", None)
     task_name = getattr(getattr(config, "data", None), "task", None)
     params: dict[str, Any] = {}
@@ -262,7 +279,7 @@ def flatten_params(config: Any) -> dict[str, Any]:
         if (models and model_name not in models) or (tasks and task_name not in tasks):
             continue
         value = _get(config, leaf.path)
-        params[leaf.param] = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        params[param_key(leaf)] = ",".join(map(str, value)) if isinstance(value, tuple) else value
     return params
 
 

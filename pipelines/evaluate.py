@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from datamodules.synthetic import RepeatCopyTask, SyntheticTask, make_test_set
 from models.metrics import score_batches
 from pipelines.cli import run_pipeline
-from pipelines.config import ConfigError, flatten_params, option
+from pipelines.config import RESOLVED_PREFIX, ConfigError, flatten_params, option
 from pipelines.reports import ScoreRow, log_comparison
 from pipelines.tracking import check_reachable, tracked_run, tracking_uri
 from pipelines.trained_models import TrainedModel, load_from_checkpoint, load_from_run
@@ -173,8 +173,8 @@ def evaluate(config: EvaluateConfig) -> tuple[str, list[ScoreRow]]:
     with tracked_run(experiment, f"evaluate-{models[0].config.data.task}", tags) as run:
         params = flatten_params(config)
         used = dict.fromkeys(length for _, length in plan)
-        params["lengths"] = ",".join(map(str, used))
-        params["task"] = models[0].config.data.task
+        params[RESOLVED_PREFIX + "lengths"] = ",".join(map(str, used))
+        params[RESOLVED_PREFIX + "task"] = models[0].config.data.task
         mlflow.log_params({key: value for key, value in params.items() if value not in ("", None)})
         rows = score_models(
             models, plan, config.test_size, config.eval_batch_size, config.seed, device

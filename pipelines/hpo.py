@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import sys
 import time
 import warnings
@@ -39,7 +40,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from pipelines.classify import CLASSIFIERS, ClassifyConfig, classify
 from pipelines.cli import run_pipeline
-from pipelines.config import ConfigError, option, update
+from pipelines.config import RESOLVED_PREFIX, ConfigError, flatten_params, option, update
 from pipelines.pruning import OptunaPruning
 from pipelines.search_spaces import Fixed, Space, build_space
 from pipelines.tracking import PROJECT_ROOT, tracked_run, tracking_uri
@@ -47,7 +48,7 @@ from pipelines.train import train
 from pipelines.train_config import MODEL_NAMES, SEQUENCE_TASKS, TrainConfig
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
-DEFAULT_STORAGE = f"sqlite:///{PROJECT_ROOT / 'optuna.db'}"
+STORAGE_ENV = "NTMLAB_OPTUNA_STORAGE"  # the storage an empty --storage means
 SURPLUS_ATTR = "ntmlab_surplus"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 METRIC_DIRECTIONS = {
@@ -112,7 +113,7 @@ class HpoConfig:
         if self.study_name is None:
             self.study_name = f"{self.model}-{self.task}"
         if self.storage is None:
-            self.storage = DEFAULT_STORAGE
+            self.storage = default_storage()
 
     def check(self) -> None:
         allowed = CLASSIFIERS if self.task == MNIST else MODEL_NAMES
@@ -124,6 +125,11 @@ class HpoConfig:
 
 
 # ---------------------------------------------------------------- building blocks
+
+
+def default_storage() -> str:
+    """``$NTMLAB_OPTUNA_STORAGE``, else the project's ``sqlite:///<root>/optuna.db``."""
+    return os.environ.get(STORAGE_ENV) or f"sqlite:///{PROJECT_ROOT / 'optuna.db'}"
 
 
 def open_storage(url: str, heartbeat_interval: int = 60, max_retry: int = 3):
@@ -427,21 +433,10 @@ def hpo(config: HpoConfig) -> optuna.Study:
     with tracked_run(experiment, f"hpo-{config.study_name}", tags, resume_run_id=parent_id) as run:
         if parent_id is None:
             study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
-            mlflow.log_params(
-                {
-                    "study_name": config.study_name,
-                    "storage": redacted(config.storage),
-                    "model": config.model,
-                    "task": config.task,
-                    "sampler": config.sampler,
-                    "sampler_seed": config.sampler_seed,
-                    "pruner": config.pruner,
-                    "metric": config.metric,
-                    "direction": config.direction,
-                    "trial_max_steps": config.trial_max_steps,
-                    **{f"space.{name}": dist.describe() for name, dist in space.items()},
-                }
-            )
+            params = flatten_params(config)
+            params[RESOLVED_PREFIX + "storage"] = redacted(config.storage)
+            params.update({f"space.{name}": dist.describe() for name, dist in space.items()})
+            mlflow.log_params({key: value for key, value in params.items() if value is not None})
         session: dict = {"surplus": False}
         objective = objective_for(config, space, base, run.info.experiment_id, session)
         started = time.monotonic()

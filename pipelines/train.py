@@ -29,7 +29,7 @@ from models.metrics import score_batches
 from pipelines.callbacks import AlignLoggingStepOnResume, RecordInCheckpoint, StopAtThreshold
 from pipelines.checkpointing import AtomicCheckpointIO, load_checkpoint
 from pipelines.cli import run_pipeline
-from pipelines.config import flatten_params, to_dict
+from pipelines.config import RESOLVED_PREFIX, flatten_params, to_dict
 from pipelines.factory import count_parameters, make_datamodule, make_module, make_task
 from pipelines.interrupts import (
     RunInterrupted,
@@ -127,7 +127,7 @@ def _restore_best(module: pl.LightningModule, checkpoint: ModelCheckpoint) -> No
 def _record_start(config: TrainConfig, module: pl.LightningModule, workdir: Path, outbox) -> None:
     """Params, size, and the config a resume rebuilds the run from."""
     params = flatten_params(config)
-    params.pop("resume_run_id")  # always empty here; `mlflow run` logs its own "" for it
+    params.pop(RESOLVED_PREFIX + "resume_run_id")  # always empty on a run's first start
     mlflow.log_params(params)
     outbox.log_metrics({"param_count": count_parameters(module.model)}, step=0)
     recorded = workdir / "config" / Path(CONFIG_ARTIFACT).name

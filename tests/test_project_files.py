@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipelines.classify import ClassifyConfig
-from pipelines.config import build_parser, leaves
+from pipelines.config import build_parser, leaves, param_key
 from pipelines.evaluate import EvaluateConfig
 from pipelines.experiments import NtmVsLstmConfig
 from pipelines.hpo import HpoConfig
@@ -56,6 +56,16 @@ def test_mlproject_parameters_are_pipeline_options_with_same_defaults(entry_poin
         else:
             assert str(spec["default"]) == str(expected), name
         assert f"--{name} {{{name}}}" in point["command"], name
+
+
+@pytest.mark.parametrize("entry_point", sorted(ENTRY_POINT_SCHEMAS))
+def test_no_pipeline_param_can_clash_with_what_mlflow_run_logged(entry_point):
+    """`mlflow run` logs each entry-point parameter under its bare name as the user gave it;
+    MLflow refuses to change a param, so the pipeline must log its values under other keys."""
+    given = set(_mlproject()["entry_points"][entry_point]["parameters"])
+    logged = {param_key(leaf) for leaf in leaves(ENTRY_POINT_SCHEMAS[entry_point])}
+    assert not given & logged
+    assert "resolved.seed" in logged or "resolved.run_ids" in logged
 
 
 def test_mlproject_entry_points_run_pipelines_and_main_is_short():

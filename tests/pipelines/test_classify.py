@@ -66,7 +66,7 @@ def test_grid_runs_a_parent_with_one_child_per_cell_and_a_summary(client, mnist_
     runs = client.search_runs([client.get_experiment_by_name("unfolded_grid").experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("ntmlab.pipeline") == "unfolded_grid"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(r.data.params["depth"] for r in children) == ["2", "3"]
+    assert sorted(r.data.params["resolved.depth"] for r in children) == ["2", "3"]
     assert all(r.info.status == "FINISHED" for r in runs)
     summary = client.download_artifacts(parent.info.run_id, "grid/summary.csv")
     lines = Path(summary).read_text().splitlines()

@@ -36,7 +36,7 @@ def test_evaluation_reads_the_model_back_and_reproduces_the_train_scores(client,
         assert evaluation.data.metrics[name] == pytest.approx(trained_run.data.metrics[name])
     assert evaluation.data.tags[EVALUATED_RUNS_TAG] == trained
     assert trained_run.data.tags[EVALUATION_TAG] == evaluation.info.run_id
-    assert evaluation.data.params["lengths"] == "5,30"
+    assert evaluation.data.params["resolved.lengths"] == "5,30"
     files = set(artifact_paths(client, evaluation.info.run_id))
     assert {
         "evaluation/table.csv",

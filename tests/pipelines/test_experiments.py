@@ -25,7 +25,8 @@ def test_one_parent_two_trained_children_and_one_comparison(client):
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         model = child.data.params["model.name"]
-        assert child.data.params["seed"] == "0" and child.data.params["data.test_lengths"] == "5,30"
+        assert child.data.params["resolved.seed"] == "0"
+        assert child.data.params["data.test_lengths"] == "5,30"
         # the parent's table repeats each child's own test scores
         for label in ("L5", "L30"):
             assert parent.data.metrics[f"{model}/bit_acc_{label}"] == pytest.approx(
@@ -59,7 +60,7 @@ def test_stop_at_ends_each_model_at_its_first_validation_under_the_threshold(cli
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId")]
-    assert parent.data.params["stop_at"] == "1000.0" and len(children) == 2
+    assert parent.data.params["resolved.stop_at"] == "1000.0" and len(children) == 2
     for child in children:
         assert child.data.params["trainer.stop_at"] == "1000.0"
         assert child.data.metrics["reached_stop_at"] == 1.0

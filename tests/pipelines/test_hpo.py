@@ -66,7 +66,7 @@ def test_a_tiny_study_has_a_parent_run_one_nested_run_per_trial_and_the_best_lin
     best = study.best_trial
     assert parent.data.tags["best_trial_run_id"] == best.user_attrs["run_id"]
     assert parent.data.metrics["best_value"] == pytest.approx(best.value)
-    assert parent.data.params["storage"] == storage
+    assert parent.data.params["resolved.storage"] == storage
     assert parent.data.params["space.hidden_size"] == "16 | 32"
     files = {a.path for a in client.list_artifacts(parent.info.run_id, "optuna")}
     assert {"optuna/optimization_history.png", "optuna/best_trial.json"} <= files
@@ -253,7 +253,7 @@ def test_the_unfolded_lstm_is_searched_on_mnist_maximizing_val_acc(client, stora
     assert {"depth", "dropout", "tied", "lr"} <= set(study.trials[0].params)
     (parent,) = client.search_runs([client.get_experiment_by_name("hpo-mnist").experiment_id],
                                    filter_string="tags.`ntmlab.pipeline` = 'hpo'")  # fmt: skip
-    assert parent.data.params["metric"] == "val_acc"
+    assert parent.data.params["resolved.metric"] == "val_acc"
     assert 0.0 <= parent.data.metrics["best_value"] <= 1.0
     assert main(["--model", "ntm", "--task", "mnist", "--storage", storage]) == 2
 
