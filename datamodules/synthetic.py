@@ -327,10 +327,17 @@ class _StreamPositionSampler(Sampler[int]):
 
 
 class _TrainStream(Dataset):
-    """Batch ``k`` of an endless, seeded stream; every batch has one shared length."""
+    """Batch ``k`` of an endless, seeded stream; every batch has one shared length.
 
-    def __init__(self, task: SyntheticTask, batch_size: int, seed: int) -> None:
-        self.task, self.batch_size, self.seed = task, batch_size, seed
+    Under data parallelism process ``rank`` draws its own part of step ``k``: the length comes
+    from ``(seed, stream, k)`` for every rank (no process waits for a longer one), the content
+    from ``(seed, stream, k)`` on rank 0 (the single-process stream, unchanged) and from
+    ``(seed, stream, k, rank)`` on the others, so N processes train on N times as many distinct
+    sequences per step, reproducibly.
+    """
+
+    def __init__(self, task: SyntheticTask, batch_size: int, seed: int, rank: int = 0) -> None:
+        self.task, self.batch_size, self.seed, self.rank = task, batch_size, seed, rank
 
     def __len__(self) -> int:  # endless: the sampler decides which indices exist
         return 2**62
@@ -338,6 +345,8 @@ class _TrainStream(Dataset):
     def __getitem__(self, index: int) -> SequenceBatch:
         generator = seeded_generator(self.seed, TRAIN_STREAM, index)
         length = self.task.sample_lengths(1, generator)
+        if self.rank:
+            generator = seeded_generator(self.seed, TRAIN_STREAM, index, self.rank)
         return self.task.generate(length.expand(self.batch_size), generator)
 
 
@@ -432,18 +441,33 @@ class SyntheticDataModule(pl.LightningDataModule):
         generator = seeded_generator(self.seed, PLOT_STREAM)
         return self.task.generate(torch.tensor([self.task.max_len]), generator)
 
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return getattr(trainer, "global_rank", 0), getattr(trainer, "world_size", 1)
+
+    def _shard(self, batches: list[SequenceBatch]) -> _FixedBatches:
+        """Process ``rank`` of N scores part ``rank`` of every batch (split along the batch):
+        the fixed set once overall, no padding, no duplicates, every process busy even when
+        the set is one batch; the metrics sum the parts."""
+        rank, world = self._rank_and_world()
+        if world == 1:
+            return _FixedBatches(batches)
+        parts = [SequenceBatch(*(t.tensor_split(world)[rank] for t in batch)) for batch in batches]
+        return _FixedBatches([part for part in parts if part.inputs.shape[0] > 0])
+
     def train_dataloader(self) -> DataLoader:
-        stream = _TrainStream(self.task, self.batch_size, self.seed)
+        rank, _ = self._rank_and_world()
+        stream = _TrainStream(self.task, self.batch_size, self.seed, rank)
         trainer = self.trainer
         position = (lambda: trainer.global_step) if trainer is not None else None
         sampler = _StreamPositionSampler(self.batches_per_epoch, position)
         return DataLoader(stream, batch_size=None, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(_FixedBatches(self.val_batches()), batch_size=None)
+        return DataLoader(self._shard(self.val_batches()), batch_size=None)
 
     def test_dataloader(self) -> list[DataLoader]:
         return [
-            DataLoader(_FixedBatches(self.test_batches(length)), batch_size=None)
+            DataLoader(self._shard(self.test_batches(length)), batch_size=None)
             for length in self.test_lengths
         ]

@@ -45,8 +45,8 @@ class BitErrorRate(Metric):
 
     full_state_update = False
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.add_state("wrong", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state("scored", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
         self.add_state(
@@ -83,7 +83,7 @@ def score_batches(
             return score_batches(model, batches, device)
     was_training = model.training
     model.eval()
-    metric = BitErrorRate().to(device)
+    metric = BitErrorRate(sync_on_compute=False).to(device)  # this process's batches only
     loss_sum, bits = 0.0, 0
     for inputs, targets, mask in batches:
         inputs, targets, mask = inputs.to(device), targets.to(device), mask.to(device)

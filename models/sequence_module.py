@@ -11,6 +11,7 @@ from typing import Literal
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
 from models.metrics import BitErrorRate, masked_bce_loss, wrong_bits_per_sequence
 
@@ -66,7 +67,10 @@ class SequenceModule(pl.LightningModule):
             raise ValueError(f"lr_decay_floor must be in 0..1, got {lr_decay_floor}")
         self.save_hyperparameters(ignore=["model"])
         self.model = model
+        # metric states are summed over processes, so under DDP the scores cover the whole
+        # validation set once and equal the single-process scores of the same weights
         self.val_errors = BitErrorRate()
+        self.val_loss = MeanMetric()
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.model(inputs)
@@ -92,16 +96,20 @@ class SequenceModule(pl.LightningModule):
         scored_bits = int(mask.sum()) * targets.shape[-1]
         loss = masked_bce_loss(logits, targets, mask)
         # weighting by scored bits makes the epoch value the mean over all scored bits
-        self.log("val_loss", loss, batch_size=scored_bits, sync_dist=True)
+        self.val_loss.update(loss, weight=scored_bits)
         self.val_errors.update(logits, targets, mask)
 
     def on_validation_epoch_end(self) -> None:
         scores = self.val_errors.compute()
-        self.log("val_bits_per_seq", scores["bits_per_seq"].float(), prog_bar=True)
-        self.log("val_bit_acc", scores["bit_acc"].float())
+        # already reduced over processes by the metrics, so every rank holds the same value
+        # and sync_dist's mean of equal values changes nothing
+        self.log("val_loss", self.val_loss.compute().float(), sync_dist=True)
+        self.log("val_bits_per_seq", scores["bits_per_seq"].float(), prog_bar=True, sync_dist=True)
+        self.log("val_bit_acc", scores["bit_acc"].float(), sync_dist=True)
         self.val_errors.reset()
+        self.val_loss.reset()
         if not self.trainer.sanity_checking and self.trainer.optimizers:
-            self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+            self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=True)
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -91,8 +91,14 @@ class StopOnSignal(pl.Callback):
         self.checkpoint_path = checkpoint_path
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        if _guard.pending is not None:
-            raise RunInterrupted(_guard.pending)
+        # under DDP a signal may reach one process (SIGTERM to rank 0) or reach them in
+        # different batches (Ctrl-C): every process stops at the same batch, or the others
+        # would wait for it forever in the next gradient all-reduce
+        pending = _guard.pending is not None
+        if trainer.world_size > 1:
+            pending = trainer.strategy.reduce_boolean_decision(pending, all=False)
+        if pending:
+            raise RunInterrupted(_guard.pending or "SIGTERM")  # a peer was signalled
 
     def on_exception(self, trainer: pl.Trainer, module: pl.LightningModule, error: BaseException):
         # Lightning raises SIGTERMException at a batch end too (its own SIGTERM notifier)

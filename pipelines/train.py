@@ -38,6 +38,7 @@ from pipelines.interrupts import (
     interrupt_guard,
     pending_signal,
 )
+from pipelines.memory_budget import check_fits_in_memory
 from pipelines.outbox import TrackingOutbox
 from pipelines.plots import SequenceFigureLogger
 from pipelines.resume import (
@@ -48,6 +49,13 @@ from pipelines.resume import (
     ResumePoint,
     checkpoint_dir,
     prepare_resume,
+)
+from pipelines.scaling import (
+    Placement,
+    is_worker_process,
+    trainer_placement,
+    worker_processes,
+    worker_run_id,
 )
 from pipelines.tracking import RunBoundLogger, run_dir, tracked_run
 from pipelines.train_config import TrainConfig
@@ -69,23 +77,18 @@ class TrainResult:
     primary: bool = True  # False on DDP ranks other than 0, which neither score nor clean up
 
 
-def _devices(text: str) -> int | str | list[int]:
-    """Lightning accepts ``auto``, a count, or a list of indices."""
-    if text.isdigit():
-        return int(text)
-    if "," in text:
-        return [int(part) for part in text.split(",") if part.strip()]
-    return text
-
-
 def build_trainer(
     config: TrainConfig,
     logger,
     callbacks: Sequence[pl.Callback],
     workdir: Path,
     checkpoint_io: AtomicCheckpointIO | None = None,
+    placement: Placement | None = None,
 ) -> pl.Trainer:
     run = config.trainer
+    placement = placement or trainer_placement(
+        run.accelerator, run.devices, run.num_nodes, run.strategy
+    )
     return pl.Trainer(
         max_steps=run.max_steps,
         max_epochs=-1,
@@ -93,10 +96,9 @@ def build_trainer(
         logger=logger,
         callbacks=list(callbacks),
         log_every_n_steps=run.log_every_n_steps,
-        accelerator=run.accelerator,
-        devices=_devices(run.devices),
-        num_nodes=run.num_nodes,
-        strategy=run.strategy,
+        **placement.trainer_kwargs,
+        # the synthetic datamodule shards its own stream and fixed sets by rank
+        use_distributed_sampler=False,
         precision=run.precision,
         default_root_dir=workdir,
         num_sanity_val_steps=0,
@@ -116,6 +118,10 @@ def _log_model(
     (model_dir / "config.json").write_text(json.dumps(describe(config, task), indent=2))
     for path in sorted(model_dir.iterdir()):
         outbox.log_artifact(path, MODEL_ARTIFACT_DIR)
+
+
+def _discard(*args, **kwargs) -> None:
+    """A worker's figure sink: rank 0 draws and logs the figures."""
 
 
 def _restore_best(module: pl.LightningModule, checkpoint: ModelCheckpoint) -> None:
@@ -161,7 +167,14 @@ def train(
         config = resume.config
         print(f"train: resuming run {config.resume_run_id} from {resume.checkpoint}", flush=True)
     task = make_task(config.data)
+    check_fits_in_memory(config, task.input_width, task.output_width)
+    placement = trainer_placement(
+        config.trainer.accelerator, config.trainer.devices, config.trainer.num_nodes,
+        config.trainer.strategy,
+    )  # fmt: skip
     datamodule = make_datamodule(config, task)
+    if is_worker_process():
+        return _train_as_worker(config, task, datamodule, placement, callbacks, resume)
     experiment = config.experiment_name or config.data.task
     run_name = f"{config.model.name}-{config.data.task}"
     tags = {"ntmlab.pipeline": "train", **(tags or {})}
@@ -180,7 +193,7 @@ def train(
             else:
                 outbox.skip_logged(resume.logged_through)
             result = _fit_and_score(
-                config, module, datamodule, task, run, workdir, outbox, callbacks, resume
+                config, module, datamodule, task, run, outbox, callbacks, resume, placement
             )
         finally:
             failing = sys.exc_info()[0] is not None
@@ -192,18 +205,37 @@ def train(
     return result
 
 
+def _train_as_worker(config, task, datamodule, placement, callbacks, resume) -> TrainResult:
+    """A data-parallel worker (rank > 0): the same fit in lockstep with rank 0, which alone
+    tracks, checkpoints and scores. An interruption is rank 0's to report: the worker leaves
+    quietly (exit 0)."""
+    run_id = worker_run_id()
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    module = make_module(config, task)
+    with interrupt_guard():
+        try:
+            return _fit_and_score(
+                config, module, datamodule, task, None, None, callbacks, resume, placement
+            )
+        except RunInterrupted:
+            return TrainResult(run_id, float("nan"), 0, 0.0, primary=False)
+
+
 def _fit_and_score(
     config: TrainConfig,
     module: pl.LightningModule,
     datamodule,
     task,
-    run: mlflow.ActiveRun,
-    workdir: Path,
-    outbox: TrackingOutbox,
+    run: mlflow.ActiveRun | None,
+    outbox: TrackingOutbox | None,
     callbacks: Sequence[pl.Callback],
     resume: ResumePoint | None,
+    placement: Placement,
 ) -> TrainResult:
-    checkpoints = checkpoint_dir(run.info.run_id)
+    """Fit and, on rank 0, score and log. A worker passes no run and no outbox."""
+    run_id = run.info.run_id if run is not None else worker_run_id()
+    workdir = run_dir(run_id)
+    checkpoints = checkpoint_dir(run_id)
     checkpoint = ModelCheckpoint(
         dirpath=checkpoints,
         filename=Path(BEST).stem,
@@ -213,12 +245,14 @@ def _fit_and_score(
         enable_version_counter=False,
     )
     figures = SequenceFigureLogger(
-        datamodule.plot_example(), outbox.log_figure, config.trainer.plot_every_n_val
+        datamodule.plot_example(),
+        outbox.log_figure if outbox is not None else _discard,
+        config.trainer.plot_every_n_val,
     )
     on_signal = StopOnSignal(checkpoints / LAST)
     fit_callbacks: list[pl.Callback] = [
         checkpoint,
-        figures,
+        *([figures] if outbox is not None else []),
         on_signal,
         AlignLoggingStepOnResume(),
         RecordInCheckpoint(CHECKPOINT_DESCRIPTION_KEY, describe(config, task)),
@@ -228,17 +262,23 @@ def _fit_and_score(
     if config.trainer.stop_at is not None:
         stopper = StopAtThreshold(MONITOR, config.trainer.stop_at, MONITOR_MODE)
         fit_callbacks.append(stopper)
-    logger = RunBoundLogger(run, outbox)
-    # every checkpoint save is queued for upload (newest wins), so the run's artifacts always
-    # hold the latest best/last checkpoint; nothing needs uploading again after the fit
-    mirror_checkpoint = partial(outbox.log_artifact, artifact_path=CHECKPOINT_ARTIFACT_DIR)
-    trainer = build_trainer(
-        config, logger, fit_callbacks, workdir, AtomicCheckpointIO(mirror_checkpoint)
-    )
-    logger.use_steps_of(trainer)
+    if outbox is not None:
+        logger = RunBoundLogger(run, outbox)
+        # every checkpoint save is queued for upload (newest wins), so the run's artifacts
+        # always hold the latest best/last checkpoint; nothing needs uploading after the fit
+        mirror = partial(outbox.log_artifact, artifact_path=CHECKPOINT_ARTIFACT_DIR)
+        checkpoint_io = AtomicCheckpointIO(mirror)
+    else:
+        logger, checkpoint_io = False, AtomicCheckpointIO()
     started = time.perf_counter()
     try:
-        with deferred():
+        # the workers' environment (LOCAL_RANK, ...) must exist before the Trainer reads it
+        with deferred(), worker_processes(placement):
+            trainer = build_trainer(
+                config, logger, fit_callbacks, workdir, checkpoint_io, placement
+            )
+            if logger:
+                logger.use_steps_of(trainer)
             trainer.fit(
                 module,
                 datamodule=datamodule,
@@ -250,10 +290,10 @@ def _fit_and_score(
         raise RunInterrupted(pending_signal())
     seconds = train_seconds(trainer, time.perf_counter() - started)
     steps = trainer.global_step
-    if not trainer.is_global_zero:
-        return TrainResult(run.info.run_id, float("nan"), steps, seconds, primary=False)
+    if outbox is None:
+        return TrainResult(run_id, float("nan"), steps, seconds, primary=False)
 
-    sequences = steps * config.data.batch_size
+    sequences = steps * config.data.batch_size * trainer.world_size  # every process's batch
     logging_seconds = outbox.seconds_spent + figures.draw_seconds  # this session's fit
     metrics = {
         "logging_time_s": logging_seconds,
@@ -267,7 +307,9 @@ def _fit_and_score(
             reached_step, reached_seconds = stopper.reached_at
             metrics["steps_to_stop_at"] = float(reached_step)
             metrics["seconds_to_stop_at"] = reached_seconds
-            metrics["sequences_to_stop_at"] = float(reached_step * config.data.batch_size)
+            metrics["sequences_to_stop_at"] = float(
+                reached_step * config.data.batch_size * trainer.world_size
+            )
     _restore_best(module, checkpoint)
     device = module.device
     # seeded like evaluate, so a model with a random starting memory scores the same there
@@ -284,7 +326,7 @@ def _fit_and_score(
     figures.log_final(module, steps)
     _log_model(module, config, task, workdir, outbox)
     return TrainResult(
-        run.info.run_id,
+        run_id,
         best["bits_per_seq"],
         steps,
         seconds,

@@ -1,0 +1,201 @@
+"""Where training runs: accelerator, devices, nodes and strategy, checked before anything starts,
+and the worker processes of data-parallel training.
+
+Lightning would reject a bad combination only inside ``fit`` (after the MLflow run opened, as a
+traceback); here a throwaway ``Trainer`` is built from the same four values at parse time, so a
+mistake is one ``ConfigError`` naming the options. Strategies that pickle the pipeline into
+spawned processes (``ddp_spawn``, ``ddp_notebook``, ``ddp_fork``) are refused.
+
+With ``devices=N`` the pipeline starts its N - 1 workers itself (:func:`worker_processes`), as
+``torchrun`` would: each re-runs the same command with ``LOCAL_RANK`` set, and Lightning sees
+processes created externally. The pipeline, not Lightning's launcher, then owns their lives:
+when rank 0 fails or is interrupted the workers are stopped (none is left behind), and a
+worker that dies makes rank 0 fail at its next all-reduce instead of being SIGKILLed by
+Lightning's process observer, so the MLflow run still ends with an honest status.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from pipelines.config import ConfigError
+
+SPAWNING_STRATEGIES = ("spawn", "notebook", "fork")
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK")
+LAUNCH_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+WORKER_STOP_GRACE_S = 5.0
+WORKER_EXIT_WAIT_S = 120.0
+_LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning", "lightning_fabric")
+
+
+def parse_devices(text: str) -> int | str | list[int]:
+    """``auto``, a count (``-1``: all), or comma-separated indices (``0,1``), as Lightning takes."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    if "," in text:
+        try:
+            return [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            pass
+    return text
+
+
+@contextmanager
+def _quiet_lightning():
+    """The probe Trainer's "GPU available" banner is not for the user."""
+    levels = {name: logging.getLogger(name).level for name in _LIGHTNING_LOGGERS}
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Validated ``pl.Trainer`` arguments and the process layout they imply."""
+
+    trainer_kwargs: dict[str, Any]
+    processes_per_node: int
+    world_size: int
+
+
+def trainer_placement(accelerator: str, devices: str, num_nodes: int, strategy: str) -> Placement:
+    """Validate where to train by building a throwaway Trainer; ConfigError otherwise."""
+    if any(word in strategy for word in SPAWNING_STRATEGIES):
+        raise ConfigError(
+            f"--strategy: {strategy!r} is not supported; use ddp (the pipelines' workers re-run "
+            "the same command)"
+        )
+    kwargs: dict[str, Any] = {
+        "accelerator": accelerator,
+        "devices": parse_devices(devices),
+        "num_nodes": num_nodes,
+        "strategy": strategy,
+    }
+    try:
+        with _quiet_lightning():
+            probe = pl.Trainer(
+                **kwargs, logger=False, enable_checkpointing=False,
+                enable_progress_bar=False, enable_model_summary=False,
+            )  # fmt: skip
+    except Exception as error:  # Lightning raises TypeError, ValueError or its own exception
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        given = (f"--accelerator {accelerator} --devices {devices} --num_nodes {num_nodes} "
+                 f"--strategy {strategy}")  # fmt: skip
+        raise ConfigError(f"{given}: {reason}") from None
+    return Placement(kwargs, probe.num_devices, probe.world_size)
+
+
+def _env_rank(name: str) -> int:
+    try:
+        return int(os.environ.get(name) or 0)
+    except ValueError:
+        return 0
+
+
+def is_worker_process() -> bool:
+    """A data-parallel process other than global rank 0: it trains, but never tracks."""
+    return any(_env_rank(name) > 0 for name in RANK_VARIABLES)
+
+
+def worker_run_id() -> str:
+    """The MLflow run rank 0 opened (its id is inherited as ``MLFLOW_RUN_ID``): a worker's
+    checkpoint paths are that run's."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id:
+        raise ConfigError(
+            "a data-parallel worker (rank > 0) needs MLFLOW_RUN_ID: set it on every node to the "
+            "run that rank 0 opened"
+        )
+    return run_id
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _command() -> list[str]:
+    """This process's own command line, to re-run as a worker (as Lightning's launcher does)."""
+    import __main__
+
+    spec = getattr(__main__, "__spec__", None)
+    if spec is None:
+        return [sys.executable, os.path.abspath(sys.argv[0]), *sys.argv[1:]]
+    return [sys.executable, "-m", spec.name, *sys.argv[1:]]
+
+
+def _stop(processes: list[subprocess.Popen], grace_s: float) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:  # blocked in a collective: signals cannot reach it
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def worker_processes(placement: Placement) -> Iterator[list[subprocess.Popen]]:
+    """Start this node's workers (local ranks 1..N-1) for the duration of a fit.
+
+    A no-op for a single process, inside a worker, and when a launcher such as ``torchrun``
+    already created the processes (``LOCAL_RANK`` set). On success the workers finish the fit
+    with rank 0 and are waited for; on any exception they are stopped.
+    """
+    if placement.world_size <= 1 or "LOCAL_RANK" in os.environ:
+        yield []
+        return
+    saved = {name: os.environ.get(name) for name in LAUNCH_VARIABLES}
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    os.environ.setdefault("NODE_RANK", "0")
+    os.environ["WORLD_SIZE"] = str(placement.world_size)
+    os.environ["LOCAL_RANK"] = "0"
+    processes: list[subprocess.Popen] = []
+    try:
+        for local_rank in range(1, placement.processes_per_node):
+            env = {**os.environ, "LOCAL_RANK": str(local_rank)}
+            processes.append(subprocess.Popen(_command(), env=env))
+        yield processes
+    except BaseException:
+        _stop(processes, WORKER_STOP_GRACE_S)
+        raise
+    else:
+        _stop_after(processes, WORKER_EXIT_WAIT_S)
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()  # rank 0 scores and logs on its own
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _stop_after(processes: list[subprocess.Popen], wait_s: float) -> None:
+    """Workers leave on their own once the fit ends; one that does not is stopped."""
+    for process in processes:
+        try:
+            process.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            _stop([process], WORKER_STOP_GRACE_S)
