@@ -171,10 +171,17 @@ def worker_processes(placement: Placement) -> Iterator[list[subprocess.Popen]]:
     os.environ.setdefault("NODE_RANK", "0")
     os.environ["WORLD_SIZE"] = str(placement.world_size)
     os.environ["LOCAL_RANK"] = "0"
+    # one process per core share, as Lightning's launcher does: N processes of all-core
+    # thread pools would fight over the same cores
+    threads = os.environ.get("OMP_NUM_THREADS") or str(
+        max(1, (os.cpu_count() or 1) // placement.processes_per_node)
+    )
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
     processes: list[subprocess.Popen] = []
     try:
         for local_rank in range(1, placement.processes_per_node):
-            env = {**os.environ, "LOCAL_RANK": str(local_rank)}
+            env = {**os.environ, "LOCAL_RANK": str(local_rank), "OMP_NUM_THREADS": threads}
             processes.append(subprocess.Popen(_command(), env=env))
         yield processes
     except BaseException:
@@ -183,6 +190,7 @@ def worker_processes(placement: Placement) -> Iterator[list[subprocess.Popen]]:
     else:
         _stop_after(processes, WORKER_EXIT_WAIT_S)
     finally:
+        torch.set_num_threads(previous_threads)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # rank 0 scores and logs on its own
         for name, value in saved.items():

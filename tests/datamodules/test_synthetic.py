@@ -245,3 +245,45 @@ def test_bad_test_lengths_are_rejected_for_every_task():
         RepeatCopyTask().check_length(2.5)
     with pytest.raises(ValueError, match="repeats must be positive"):
         RepeatCopyTask().with_repeats(0)
+
+
+# ---------------------------------------------------------------- data parallelism
+
+
+def _on_rank(dm: SyntheticDataModule, rank: int, world: int, step: int = 0) -> SyntheticDataModule:
+    dm.trainer = SimpleNamespace(global_step=step, global_rank=rank, world_size=world)
+    return dm
+
+
+def test_each_rank_draws_its_own_sequences_of_the_steps_shared_length():
+    task = CopyTask(min_len=1, max_len=20)
+    single = SyntheticDataModule(task, batch_size=4, batches_per_epoch=6, seed=5)
+    alone = [batch.inputs for batch in single.train_dataloader()]
+    ranks = [
+        [
+            b.inputs
+            for b in _on_rank(SyntheticDataModule(task, 4, 6, seed=5), r, 2).train_dataloader()
+        ]
+        for r in (0, 1)
+    ]
+    for step, (solo, zero, one) in enumerate(zip(alone, *ranks, strict=True)):
+        assert torch.equal(solo, zero), "rank 0 keeps the single-process stream"
+        assert zero.shape == one.shape, f"step {step}: one length for every process"
+        assert not torch.equal(zero, one), f"step {step}: rank 1 trains on other sequences"
+
+
+def test_ranks_split_the_validation_and_test_sets_once_without_padding():
+    task = CopyTask(min_len=1, max_len=8)
+    dm = SyntheticDataModule(task, batch_size=2, val_size=45, eval_batch_size=20,
+                             test_lengths=(5,), test_size=7, seed=1)  # fmt: skip
+    whole = torch.cat([b.inputs.flatten(1).sum(1) for b in dm.val_batches()])
+    for world in (2, 3):
+        parts, tested = [], 0
+        for rank in range(world):
+            loader = _on_rank(dm, rank, world).val_dataloader()
+            parts.append(torch.cat([b.inputs.flatten(1).sum(1) for b in loader]))
+            tests = _on_rank(dm, rank, world).test_dataloader()[0]
+            tested += sum(b.inputs.shape[0] for b in tests)
+        assert tested == 7, "the test set split across ranks, each sequence once"
+        assert sum(len(part) for part in parts) == 45, "each sequence once"
+        assert torch.equal(torch.sort(torch.cat(parts)).values, torch.sort(whole).values)

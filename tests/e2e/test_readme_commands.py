@@ -86,6 +86,8 @@ HOW: dict[str, Runnable | Elsewhere] = {
         TINY_TRAIN),
     "python -m pipelines.train --model ntm --max_steps 2000 --read_heads 2": Runnable(TINY_TRAIN),
     "python -m pipelines.train --help": Runnable(),
+    "python -m pipelines.train --model ntm --accelerator cpu --devices 2 --strategy ddp "
+    "--stop_at 0.1": Runnable(TINY_TRAIN),
     f"{MLFLOW_RUN} -e train -P resume_run_id=<run id>": Runnable(needs="killed"),
     "python -m pipelines.train --resume_run_id <run id>": Runnable(needs="killed"),
     f"{MLFLOW_RUN} -e evaluate -P run_ids=<run id>,<another run id>": Runnable(

@@ -1,0 +1,53 @@
+"""Data-parallel training (DDP, 2 CPU processes over gloo) through the pipeline's command."""
+
+import subprocess
+import sys
+
+import pytest
+
+from models.metrics import score_batches
+from pipelines.checkpointing import load_checkpoint
+from pipelines.factory import make_datamodule, make_module, make_task
+from pipelines.trained_models import load_from_run
+from tests.conftest import ROOT, subprocess_env
+
+pytestmark = pytest.mark.slow
+
+DDP_TRAIN = [
+    "--model", "lstm", "--hidden_size", "16", "--num_layers", "1", "--max_steps", "30",
+    "--batches_per_epoch", "10", "--val_size", "101", "--eval_batch_size", "40",
+    "--test_lengths", "5", "--test_size", "20", "--progress_bar", "false",
+    "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+]  # fmt: skip
+
+
+def test_two_process_training_is_one_finished_run_scored_as_one_process_would(
+    tracking_uri, client, tmp_path
+):
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.train", *DDP_TRAIN],
+        env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri, NTMLAB_HOME=str(tmp_path / "home")),
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "Starting with 2 processes" in done.stdout + done.stderr
+    (run,) = client.search_runs([client.get_experiment_by_name("copy").experiment_id])
+    assert run.info.status == "FINISHED"
+    metrics = run.data.metrics
+    assert metrics["sequences_seen"] == 30 * 64 * 2, "both processes' batches count"
+    history = client.get_metric_history(run.info.run_id, "val_bits_per_seq")
+    assert sorted(m.step for m in history) == [10, 20, 30], "rank 0 alone logs"
+    # the best checkpoint re-scored by one process on the whole set gives the DDP figure
+    best = min(history, key=lambda m: (m.value, m.step))
+    assert metrics["best_val_bits_per_seq"] == pytest.approx(best.value, abs=1e-5)
+    # and the final weights, scored here, give the last validation of the two processes
+    model = load_from_run(client, run.info.run_id)
+    last_ckpt = client.download_artifacts(run.info.run_id, "checkpoints/last.ckpt", str(tmp_path))
+    module = make_module(model.config, model.task)
+    module.load_state_dict(load_checkpoint(last_ckpt)["state_dict"])
+    data = make_datamodule(model.config, make_task(model.config.data))
+    scores = score_batches(module.model, data.val_batches())
+    last = {m.step: m.value for m in history}[30]
+    assert scores["bits_per_seq"] == pytest.approx(last, abs=1e-5)
+    val_loss = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_loss")}
+    assert scores["loss"] == pytest.approx(val_loss[30], rel=1e-5)
