@@ -6,8 +6,8 @@
 Running the same command again continues the study up to ``--n_trials`` finished trials
 (COMPLETE or PRUNED). Several processes or machines may run it against one storage at once:
 ``journal:///path/file.log`` on one machine, ``postgresql+psycopg://...`` across machines
-(SQLite is for one worker). With an RDB storage a trial whose process died is failed by
-heartbeat and its parameters are retried.
+(SQLite is for one worker). With an RDB or a journal storage a trial whose process died is
+failed by heartbeat and its parameters are retried (pipelines/trial_heartbeat.py).
 
 The study is one parent MLflow run (its id is kept in the study, so a resume reopens it); each
 trial is a nested train run tagged with its trial number and final state.
@@ -46,6 +46,7 @@ from pipelines.search_spaces import Fixed, Space, build_space
 from pipelines.tracking import PROJECT_ROOT, tracked_run, tracking_uri
 from pipelines.train import train
 from pipelines.train_config import MODEL_NAMES, SEQUENCE_TASKS, TrainConfig
+from pipelines.trial_heartbeat import JournalHeartbeat, fail_stale_trials
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 STORAGE_ENV = "NTMLAB_OPTUNA_STORAGE"  # the storage an empty --storage means
@@ -59,6 +60,7 @@ METRIC_DIRECTIONS = {
 }
 MNIST = "mnist"
 SCHEMA_ATTEMPTS = 3
+WAIT_POLL_S = 2.0  # how often a worker with nothing to run looks at the others' trials
 
 
 @dataclass
@@ -99,8 +101,8 @@ class HpoConfig:
     seed: int = option(0, "seed of weights and data in every trial (trials differ only in "
                        "their parameters)", min=0)  # fmt: skip
     heartbeat_interval: int = option(
-        60, "seconds between trial heartbeats (RDB storage); a trial silent for twice this "
-        "long is failed and retried", min=1,
+        60, "seconds between trial heartbeats (RDB and journal storages); a trial silent for "
+        "twice this long is failed and retried", min=1,
     )  # fmt: skip
     max_retry: int = option(3, "retries of a trial whose worker died", min=0)
     experiment_name: str | None = option(None, "MLflow experiment (default: hpo-<task>)")
@@ -295,15 +297,19 @@ def _counted_before(study: optuna.Study, number: int) -> int:
 # ---------------------------------------------------------------- the study
 
 
-def objective_for(config: HpoConfig, space: Space, base, experiment_id: str, session: dict):
+def objective_for(
+    config: HpoConfig, space: Space, base, experiment_id: str, session: dict, storage
+):
     """The trial function (trial runs land in ``experiment_id``, the parent's); ``session``
-    collects what this worker saw (surplus)."""
+    collects what this worker saw (surplus); on a journal ``storage`` it keeps the trial's
+    heartbeat."""
 
     def objective(trial: optuna.Trial) -> float:
         if _counted_before(trial.study, trial.number) >= config.n_trials:
             trial.set_user_attr(SURPLUS_ATTR, True)
             session["surplus"] = True
             raise SurplusTrial(f"trial {trial.number} is beyond n_trials={config.n_trials}")
+        trial.set_user_attr("worker_pid", os.getpid())  # which process holds the trial
         values = {name: dist.suggest(trial, name) for name, dist in space.items()}
         trial_config = copy.deepcopy(base)
         update(trial_config, values)
@@ -313,7 +319,8 @@ def objective_for(config: HpoConfig, space: Space, base, experiment_id: str, ses
             "optuna.trial_number": str(trial.number),
         }
         try:
-            run_id, steps = run_trial(trial_config, [pruning], tags)
+            with JournalHeartbeat(storage, trial._trial_id, config.heartbeat_interval):
+                run_id, steps = run_trial(trial_config, [pruning], tags)
         except Exception:
             client = MlflowClient(tracking_uri())
             query = f"tags.`optuna.trial_number` = '{trial.number}'"
@@ -438,16 +445,22 @@ def hpo(config: HpoConfig) -> optuna.Study:
             params.update({f"space.{name}": dist.describe() for name, dist in space.items()})
             mlflow.log_params({key: value for key, value in params.items() if value is not None})
         session: dict = {"surplus": False}
-        objective = objective_for(config, space, base, run.info.experiment_id, session)
+        objective = objective_for(config, space, base, run.info.experiment_id, session, storage)
         started = time.monotonic()
         deadline = None if config.timeout_minutes is None else 60 * config.timeout_minutes
         failures = 0
         try:
             while (finished := _finished(study)) < config.n_trials:
-                optuna.storages.fail_stale_trials(study)  # stale trials become FAIL, not finished
+                # stale trials become FAIL (their parameters queued again), not finished
+                fail_stale_trials(study, storage, config.heartbeat_interval, config.max_retry)
                 _fail_orphaned_runs(study, run.info.experiment_id, config.study_name)
                 if finished + _running(study) >= config.n_trials:
-                    break  # other workers hold the remaining trials
+                    # other workers hold the remaining trials; one may still die and leave
+                    # its trial to retry, so wait rather than leave
+                    if deadline is not None and time.monotonic() - started >= deadline:
+                        break
+                    time.sleep(min(config.heartbeat_interval, WAIT_POLL_S))
+                    continue
                 study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
                 if session["surplus"]:
                     break

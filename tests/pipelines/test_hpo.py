@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from mlflow.tracking import MlflowClient
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -191,6 +192,46 @@ def test_two_workers_share_a_journal_storage(mlflow_server, tmp_path):
     # one fresh sqlite MLflow store at once race on its schema migrations)
     env = subprocess_env(MLFLOW_TRACKING_URI=mlflow_server.url)
     _two_workers(f"journal:///{tmp_path / 'journal.log'}", env, 4)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_on_a_journal_storage_leaks_no_trial_and_no_run(mlflow_server, tmp_path):
+    """Two journal workers; one is killed -9 inside its trial. The other fails that trial by
+    its stale heartbeat, retries its parameters and finishes exactly n_trials, and no MLflow
+    run is left RUNNING."""
+    storage = f"journal:///{tmp_path / 'journal.log'}"
+    env = subprocess_env(MLFLOW_TRACKING_URI=mlflow_server.url)
+    args = _args(storage, 3, "--heartbeat_interval", "1", "--trial_max_steps", "200")
+    victim = _hpo_process(args, env)
+    deadline = time.monotonic() + 120
+    victims = []
+    while time.monotonic() < deadline and not victims:
+        if "s" in optuna.study.get_all_study_names(open_storage(storage)):
+            victims = [t for t in _study(storage).trials if t.state == TrialState.RUNNING
+                       and t.user_attrs.get("worker_pid") == victim.pid and t.params]  # fmt: skip
+        time.sleep(0.2)
+    assert victims, "the victim never started a trial"
+    # the second worker joins the study the victim opened (and its parent run)
+    survivor = _hpo_process(args, env)
+    time.sleep(1)  # inside the victim's training
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    _, err = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, err[-3000:]
+
+    trials = _study(storage).trials
+    (killed,) = [t for t in trials if t.number == victims[0].number]
+    assert killed.state == TrialState.FAIL
+    assert not [t for t in trials if t.state == TrialState.RUNNING], "none left running"
+    assert len(_finished(_study(storage))) == 3, [t.state for t in trials]
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retried) == 1 and retried[0].params == killed.params
+    client = MlflowClient(mlflow_server.url)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments)
+    (orphan,) = [r for r in runs if r.data.tags.get("optuna.trial_number") == str(killed.number)]
+    assert orphan.info.status == "FAILED"
+    assert "RUNNING" not in {r.info.status for r in runs if r.info.run_id != orphan.info.run_id}
 
 
 class PostgresServer:
