@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, Subset, TensorDataset, default_collate
 
 DATA_DIR_ENV = "NTMLAB_MNIST_DIR"
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -104,18 +104,13 @@ def make_view(images: torch.Tensor, view: str, order: torch.Tensor | None = None
     raise ValueError(f"unknown view {view!r}; choose one of {VIEWS}")
 
 
-class _ViewedLoader:
-    """Wraps a DataLoader of uint8 images so every batch arrives in the model's view."""
-
-    def __init__(self, loader: DataLoader, view: str, order: torch.Tensor | None) -> None:
-        self.loader, self.view, self.order = loader, view, order
-
-    def __iter__(self):
-        for images, labels in self.loader:
-            yield make_view(images, self.view, self.order), labels
-
-    def __len__(self) -> int:
-        return len(self.loader)
+def _collate_in_view(
+    samples: list[tuple[torch.Tensor, torch.Tensor]], view: str, order: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack uint8 images and labels, then put the batch in the model's view (a plain
+    DataLoader, so Lightning can see and reseed its sampler)."""
+    images, labels = default_collate(samples)
+    return make_view(images, view, order), labels
 
 
 class MNISTDataModule(pl.LightningDataModule):
@@ -170,15 +165,34 @@ class MNISTDataModule(pl.LightningDataModule):
         self.setup()
         return self._splits[name]
 
-    def _loader(self, name: str, shuffle: bool) -> _ViewedLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return getattr(trainer, "global_rank", 0), getattr(trainer, "world_size", 1)
+
+    def _loader(self, name: str, shuffle: bool, sharded: bool = True) -> DataLoader:
+        """Under DDP (``sharded``) process ``rank`` of N gets its share: a seeded distributed
+        shuffle for training, a contiguous slice of the evaluation sets (each image once)."""
+        dataset = self.split(name)
         size = self.batch_size if name == "train" else self.eval_batch_size
-        loader = DataLoader(self.split(name), batch_size=size, shuffle=shuffle,
-                            generator=generator)  # fmt: skip
-        return _ViewedLoader(loader, self.view, self.order)
+        collate = functools.partial(_collate_in_view, view=self.view, order=self.order)
+        rank, world = self._rank_and_world() if sharded else (0, 1)
+        if world > 1 and shuffle:
+            sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=self.seed)
+            return DataLoader(dataset, batch_size=size, sampler=sampler, collate_fn=collate)
+        if world > 1:
+            part = torch.tensor_split(torch.arange(len(dataset)), world)[rank]
+            return DataLoader(Subset(dataset, part.tolist()), batch_size=size, collate_fn=collate)
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(dataset, batch_size=size, shuffle=shuffle, generator=generator,
+                          collate_fn=collate)  # fmt: skip
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)
+
+    def estimation_dataloader(self):
+        """Training batches in the single-process order, the same in every DDP process (for
+        the batch-norm population statistics)."""
+        return self._loader("train", shuffle=True, sharded=False)
 
     def val_dataloader(self):
         return self._loader("val", shuffle=False)

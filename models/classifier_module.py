@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MeanMetric
 
 from models.batch_norm import estimate_population_statistics
 from models.sequence_module import NonFiniteLossError
@@ -54,6 +55,15 @@ class ClassifierModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.grad_norm_history: list[tuple[int, list[float]]] = []
+        # sums over batches and processes: under DDP the scores cover each image once and
+        # equal one process's scores of the same model
+        self.scores = nn.ModuleDict(
+            {
+                f"{split}_{name}": MeanMetric()
+                for split in ("val", "test")
+                for name in ("loss", "acc")
+            }
+        )
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.model(inputs)
@@ -85,16 +95,21 @@ class ClassifierModule(pl.LightningModule):
     def _evaluate(self, batch, prefix: str) -> None:
         inputs, labels = batch
         logits = self.model(inputs)
-        self.log(f"{prefix}_loss", F.cross_entropy(logits, labels), prog_bar=prefix == "val")
-        accuracy = (logits.argmax(dim=1) == labels).float().mean()
-        self.log(f"{prefix}_acc", accuracy, prog_bar=prefix == "val")
+        loss, acc = self.scores[f"{prefix}_loss"], self.scores[f"{prefix}_acc"]
+        loss.update(F.cross_entropy(logits, labels), weight=labels.shape[0])
+        acc.update((logits.argmax(dim=1) == labels).float())
+        self.log(f"{prefix}_loss", loss, prog_bar=prefix == "val")
+        self.log(f"{prefix}_acc", acc, prog_bar=prefix == "val")
 
     def _estimate_population_statistics(self) -> None:
         count = self.hparams.population_batches
         datamodule = getattr(self.trainer, "datamodule", None)
         if not count or datamodule is None:
             return
-        batches = islice(datamodule.train_dataloader(), count)
+        # the same batches in every process (when the data offers such a loader), so every
+        # process's eval model is the same under DDP
+        loader = getattr(datamodule, "estimation_dataloader", datamodule.train_dataloader)
+        batches = islice(loader(), count)
         estimate_population_statistics(self.model, (x.to(self.device) for x, _ in batches))
 
     def on_validation_epoch_start(self) -> None:

@@ -24,6 +24,7 @@ from datetime import timedelta
 import mlflow
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
 from datamodules.mnist import MNISTDataModule, MNISTUnavailable
@@ -34,7 +35,14 @@ from pipelines.cli import run_pipeline
 from pipelines.config import ConfigError, flatten_params, option
 from pipelines.diagnostics import filters_figure, gradient_norm_figure, gradient_ratio_summary
 from pipelines.factory import count_parameters
+from pipelines.interrupts import RunInterrupted, StopOnSignal, deferred, interrupt_guard
 from pipelines.outbox import TrackingOutbox
+from pipelines.scaling import (
+    is_worker_process,
+    trainer_placement,
+    worker_processes,
+    worker_run_id,
+)
 from pipelines.tracking import RunBoundLogger, run_dir, tracked_run
 
 CLASSIFIERS = ("unfolded_lstm", "bn_lstm", "lstm", "mlp", "cnn")
@@ -77,6 +85,10 @@ class ClassifyConfig:
     progress_bar: bool = option(True, "show Lightning's progress bar")
     seed: int = option(0, "seed of weights, split, shuffling and permutation", min=0)
     experiment_name: str | None = option(None, "MLflow experiment (default: mnist)")
+    accelerator: str = option("auto", "Lightning accelerator (cpu, gpu, auto, ...)")
+    devices: str = option("auto", "Lightning devices (auto, a count, or a list like 0,1)")
+    num_nodes: int = option(1, "nodes for multi-node training", min=1)
+    strategy: str = option("auto", "Lightning strategy (auto, ddp, ...)")
 
     def resolve(self) -> None:
         if self.view is None:
@@ -143,14 +155,24 @@ def classify(
         data.setup()
     except MNISTUnavailable as error:
         raise ConfigError(str(error)) from None
+    placement = trainer_placement(
+        config.accelerator, config.devices, config.num_nodes, config.strategy
+    )
+    if is_worker_process():  # a DDP worker: the same fit in lockstep, rank 0 tracks
+        with interrupt_guard():
+            try:
+                metrics, steps = _fit(config, data, None, None, placement, callbacks)
+            except RunInterrupted:
+                metrics, steps = {}, 0
+        return ClassifyResult(worker_run_id(), metrics, steps)
     experiment = config.experiment_name or "mnist"
     tags = {"ntmlab.pipeline": "classify", **(tags or {})}
     run_name = f"{config.model}-{config.view}"
-    with tracked_run(experiment, run_name, tags, nested=nested) as run:
+    with interrupt_guard(), tracked_run(experiment, run_name, tags, nested=nested) as run:
         workdir = run_dir(run.info.run_id)
         outbox = TrackingOutbox(run.info.run_id, spool_dir=workdir)
         try:
-            metrics, steps = _fit(config, data, run, workdir, outbox, callbacks)
+            metrics, steps = _fit(config, data, run, outbox, placement, callbacks)
         finally:
             delivered = outbox.close(timeout_s=60)
     if delivered:
@@ -158,35 +180,49 @@ def classify(
     return ClassifyResult(run.info.run_id, metrics, steps)
 
 
-def _fit(config, data, run, workdir, outbox, callbacks) -> tuple[dict[str, float], int]:
+def _fit(config, data, run, outbox, placement, callbacks) -> tuple[dict[str, float], int]:
+    """Fit and test; on rank 0 (``outbox`` given) also log. A DDP worker passes no run."""
     pl.seed_everything(config.seed, workers=True, verbose=False)
     core = make_classifier(config, data.input_shape)
     module = ClassifierModule(core, config.lr, lr_schedule=config.lr_schedule,
                               clip_value=config.clip_value,
                               grad_norm_every=config.grad_norm_every)  # fmt: skip
-    params = {k: v for k, v in flatten_params(config).items() if v is not None}
-    mlflow.log_params(params)
-    outbox.log_metrics({"param_count": count_parameters(core)}, step=0)
-    logger = RunBoundLogger(run, outbox)
+    if outbox is not None:
+        params = {k: v for k, v in flatten_params(config).items() if v is not None}
+        mlflow.log_params(params)
+        outbox.log_metrics({"param_count": count_parameters(core)}, step=0)
+        logger = RunBoundLogger(run, outbox)
+    else:
+        logger = False
     by_steps = config.val_every_n_steps
-    trainer = pl.Trainer(
-        max_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
-        val_check_interval=by_steps,
-        check_val_every_n_epoch=None if by_steps else 1,
-        callbacks=list(callbacks),
-        max_time=timedelta(minutes=config.max_minutes),
-        logger=logger,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=config.progress_bar,
-        log_every_n_steps=config.grad_norm_every,
-    )
-    logger.use_steps_of(trainer)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=data)
-    seconds = time.perf_counter() - started
-    tested = trainer.test(module, datamodule=data, verbose=False)[0]
+    # the workers' environment (LOCAL_RANK, ...) must exist before the Trainer reads it
+    with deferred(), worker_processes(placement):
+        trainer = pl.Trainer(
+            max_epochs=config.epochs,
+            max_steps=config.max_steps or -1,
+            val_check_interval=by_steps,
+            check_val_every_n_epoch=None if by_steps else 1,
+            callbacks=[*callbacks, StopOnSignal(None)],
+            max_time=timedelta(minutes=config.max_minutes),
+            logger=logger,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=config.progress_bar,
+            log_every_n_steps=config.grad_norm_every,
+            **placement.trainer_kwargs,
+            use_distributed_sampler=False,  # the MNIST datamodule shards by rank itself
+        )
+        if logger:
+            logger.use_steps_of(trainer)
+        try:
+            trainer.fit(module, datamodule=data)
+        except SIGTERMException:
+            raise RunInterrupted("SIGTERM") from None
+        seconds = time.perf_counter() - started
+        tested = trainer.test(module, datamodule=data, verbose=False)[0]
+    if outbox is None:
+        return {"test_acc": tested["test_acc"]}, trainer.global_step
     epochs = epochs_trained(trainer.global_step, trainer.num_training_batches)
     metrics = {
         "test_acc": tested["test_acc"],
@@ -206,7 +242,7 @@ def _fit(config, data, run, workdir, outbox, callbacks) -> tuple[dict[str, float
     if layer_weights and config.view in ("flat", "image"):
         figure = filters_figure(layer_weights[0], config.model)
         outbox.log_figure(figure, "plots/first_layer_filters.png")
-    path = workdir / "model" / "weights.pt"
+    path = run_dir(run.info.run_id) / "model" / "weights.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(core.state_dict(), path)
     outbox.log_artifact(path, "model")

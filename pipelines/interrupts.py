@@ -87,8 +87,8 @@ class StopOnSignal(pl.Callback):
     """Raise ``RunInterrupted`` before the first training batch after a deferred signal, and
     save ``last.ckpt`` on the way out (through the trainer, so it is atomic and mirrored)."""
 
-    def __init__(self, checkpoint_path: Path) -> None:
-        self.checkpoint_path = checkpoint_path
+    def __init__(self, checkpoint_path: Path | None) -> None:
+        self.checkpoint_path = checkpoint_path  # None: a fit that keeps no checkpoints
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         # under DDP a signal may reach one process (SIGTERM to rank 0) or reach them in
@@ -102,5 +102,7 @@ class StopOnSignal(pl.Callback):
 
     def on_exception(self, trainer: pl.Trainer, module: pl.LightningModule, error: BaseException):
         # Lightning raises SIGTERMException at a batch end too (its own SIGTERM notifier)
-        if isinstance(error, RunInterrupted | SIGTERMException):
+        if self.checkpoint_path is not None and isinstance(
+            error, RunInterrupted | SIGTERMException
+        ):
             trainer.save_checkpoint(self.checkpoint_path)

@@ -1,12 +1,16 @@
-"""Data-parallel training (DDP, 2 CPU processes over gloo) through the pipeline's command."""
+"""Data-parallel training (DDP, 2 CPU processes over gloo) through the pipelines' commands."""
 
 import subprocess
 import sys
 
 import pytest
+import torch
 
+from datamodules.mnist import MNISTDataModule
 from models.metrics import score_batches
 from pipelines.checkpointing import load_checkpoint
+from pipelines.classify import ClassifyConfig, make_classifier
+from pipelines.config import parse_config
 from pipelines.factory import make_datamodule, make_module, make_task
 from pipelines.trained_models import load_from_run
 from tests.conftest import ROOT, subprocess_env
@@ -51,3 +55,31 @@ def test_two_process_training_is_one_finished_run_scored_as_one_process_would(
     assert scores["bits_per_seq"] == pytest.approx(last, abs=1e-5)
     val_loss = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_loss")}
     assert scores["loss"] == pytest.approx(val_loss[30], rel=1e-5)
+
+
+def test_two_process_mnist_classifier_is_one_run_scored_as_one_process_would(
+    tracking_uri, client, tmp_path, mnist_dir
+):
+    argv = ["--model", "mlp", "--depth", "2", "--hidden_size", "16", "--batch_norm", "false",
+            "--epochs", "2", "--train_subset", "1024", "--progress_bar", "false",
+            "--data_dir", str(mnist_dir), "--accelerator", "cpu", "--devices", "2",
+            "--strategy", "ddp"]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.classify", *argv],
+        env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri, NTMLAB_HOME=str(tmp_path / "home")),
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    (run,) = client.search_runs([client.get_experiment_by_name("mnist").experiment_id])
+    assert run.info.status == "FINISHED"
+    # 1,024 images, 128 a batch, split over 2 processes: 4 steps an epoch
+    assert run.data.metrics["epochs_trained"] == pytest.approx(2.0)
+    config = parse_config(ClassifyConfig, argv)
+    data = MNISTDataModule("flat", data_dir=mnist_dir, train_subset=1024)
+    core = make_classifier(config, data.input_shape)
+    weights = client.download_artifacts(run.info.run_id, "model/weights.pt", str(tmp_path))
+    core.load_state_dict(torch.load(weights, weights_only=True))
+    core.eval()
+    with torch.no_grad():
+        correct = sum(int((core(x).argmax(1) == y).sum()) for x, y in data.test_dataloader())
+    assert run.data.metrics["test_acc"] == pytest.approx(correct / 10_000, abs=1e-6)

@@ -88,6 +88,8 @@ HOW: dict[str, Runnable | Elsewhere] = {
     "python -m pipelines.train --help": Runnable(),
     "python -m pipelines.train --model ntm --accelerator cpu --devices 2 --strategy ddp "
     "--stop_at 0.1": Runnable(TINY_TRAIN),
+    f"{MLFLOW_RUN} -e classify -P model=mlp -P accelerator=cpu -P devices=2 -P strategy=ddp":
+        Runnable(TINY_MNIST, mnist=True),
     f"{MLFLOW_RUN} -e train -P resume_run_id=<run id>": Runnable(needs="killed"),
     "python -m pipelines.train --resume_run_id <run id>": Runnable(needs="killed"),
     f"{MLFLOW_RUN} -e evaluate -P run_ids=<run id>,<another run id>": Runnable(
@@ -250,7 +252,7 @@ def _fill(command: str, needs: str | None, store: Store, monkeypatch, cwd: Path)
 RUNNABLE = [command for command, how in HOW.items() if isinstance(how, Runnable)]
 
 
-@pytest.mark.parametrize("command", RUNNABLE)
+@pytest.mark.parametrize("command", RUNNABLE, ids=[" ".join(c.split()) for c in RUNNABLE])
 def test_readme_command_runs_as_typed(command, store, monkeypatch, tmp_path):
     how = HOW[command]
     before = {run.info.run_id for run in store.runs()}
