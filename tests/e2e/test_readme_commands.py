@@ -282,6 +282,7 @@ def test_readme_command_runs_as_typed(command, store, monkeypatch, tmp_path):
 def test_hpo_command_resumes_its_study_when_run_again(store, tmp_path):
     """The README's first HPO command, typed twice: the study continues in the same parent."""
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    before = {run.info.run_id for run in store.runs()}
     command = f"{MLFLOW_RUN} -e hpo -P model=lstm -P n_trials=1"
     overrides = {"storage": storage, "trial_max_steps": "3",
                  "space": f"{TINY_HPO_SPACE},num_layers=1,hidden_size=16"}  # fmt: skip
@@ -299,7 +300,8 @@ def test_hpo_command_resumes_its_study_when_run_again(store, tmp_path):
     assert parent.data.params["model"] == "lstm", "what `mlflow run` logged stays as given"
     assert parent.data.params["resolved.study_name"] == "lstm-copy"
     assert parent.data.metrics["trials_complete"] == 2
-    launchers = [run for run in store.runs() if run.data.tags.get("ntmlab.resumed_into")]
+    launchers = [run for run in store.runs() if run.info.run_id not in before]
+    launchers = [run for run in launchers if run.data.tags.get("ntmlab.resumed_into")]
     assert [run.data.tags["ntmlab.resumed_into"] for run in launchers] == [parent_id]
     assert all(run.info.status != "RUNNING" for run in store.runs())
 
