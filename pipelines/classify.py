@@ -35,7 +35,13 @@ from pipelines.cli import run_pipeline
 from pipelines.config import ConfigError, flatten_params, option
 from pipelines.diagnostics import filters_figure, gradient_norm_figure, gradient_ratio_summary
 from pipelines.factory import count_parameters
-from pipelines.interrupts import RunInterrupted, StopOnSignal, deferred, interrupt_guard
+from pipelines.interrupts import (
+    RunInterrupted,
+    StopOnSignal,
+    deferred,
+    interrupt_guard,
+    keep_lightning_off_signals,
+)
 from pipelines.outbox import TrackingOutbox
 from pipelines.scaling import (
     is_worker_process,
@@ -213,6 +219,7 @@ def _fit(config, data, run, outbox, placement, callbacks) -> tuple[dict[str, flo
             **placement.trainer_kwargs,
             use_distributed_sampler=False,  # the MNIST datamodule shards by rank itself
         )
+        keep_lightning_off_signals(trainer)
         if logger:
             logger.use_steps_of(trainer)
         try:

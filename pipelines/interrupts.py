@@ -106,3 +106,16 @@ class StopOnSignal(pl.Callback):
             error, RunInterrupted | SIGTERMException
         ):
             trainer.save_checkpoint(self.checkpoint_path)
+
+
+def keep_lightning_off_signals(trainer: pl.Trainer) -> None:
+    """Under DDP, leave SIGTERM to this module's guard alone.
+
+    Lightning's SIGTERM notifier broadcasts from rank 0 *inside the signal handler*, while the
+    other processes are in some other collective (the gradient all-reduce): the ranks then wait
+    on each other forever (seen with 2 gloo processes). The guard instead records the signal,
+    and ``StopOnSignal`` stops every process at the same batch start with one agreed decision.
+    A single process keeps Lightning's handler, which composes with the guard there.
+    """
+    if trainer.world_size > 1:
+        trainer._signal_connector.register_signal_handlers = lambda: None

@@ -36,6 +36,7 @@ from pipelines.interrupts import (
     StopOnSignal,
     deferred,
     interrupt_guard,
+    keep_lightning_off_signals,
     pending_signal,
 )
 from pipelines.memory_budget import check_fits_in_memory
@@ -277,6 +278,7 @@ def _fit_and_score(
             trainer = build_trainer(
                 config, logger, fit_callbacks, workdir, checkpoint_io, placement
             )
+            keep_lightning_off_signals(trainer)
             if logger:
                 logger.use_steps_of(trainer)
             trainer.fit(

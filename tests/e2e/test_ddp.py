@@ -1,7 +1,11 @@
 """Data-parallel training (DDP, 2 CPU processes over gloo) through the pipelines' commands."""
 
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -83,3 +87,62 @@ def test_two_process_mnist_classifier_is_one_run_scored_as_one_process_would(
     with torch.no_grad():
         correct = sum(int((core(x).argmax(1) == y).sum()) for x, y in data.test_dataloader())
     assert run.data.metrics["test_acc"] == pytest.approx(correct / 10_000, abs=1e-6)
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Pids whose command line holds ``marker`` (rank 0 and its workers share the command)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "cmdline").read_text():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize(
+    ("signal_to", "exit_code"),
+    [("rank 0", 128 + signal.SIGTERM), ("the process group", 128 + signal.SIGINT)],
+)
+def test_a_signal_under_ddp_ends_the_run_killed_leaves_no_worker_and_resumes(
+    tracking_uri, client, tmp_path, signal_to, exit_code
+):
+    marker = f"ddp-signal-{tmp_path.name}"
+    argv = [*DDP_TRAIN, "--max_steps", "400", "--batches_per_epoch", "20",
+            "--experiment_name", marker]  # fmt: skip
+    env = subprocess_env(MLFLOW_TRACKING_URI=tracking_uri, NTMLAB_HOME=str(tmp_path / "home"))
+    rank0 = subprocess.Popen([sys.executable, "-m", "pipelines.train", *argv], env=env, cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 180
+    run = None
+    while time.monotonic() < deadline and run is None:
+        experiment = client.get_experiment_by_name(marker)
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        if runs and client.get_metric_history(runs[0].info.run_id, "val_bits_per_seq"):
+            run = runs[0]
+        time.sleep(0.5)
+    assert run is not None, "training never validated"
+    assert len(_processes_with(marker)) == 2, "rank 0 and its worker"
+    if signal_to == "rank 0":
+        rank0.send_signal(signal.SIGTERM)
+    else:  # a terminal's Ctrl-C reaches every process of the foreground group
+        os.killpg(rank0.pid, signal.SIGINT)
+    _, err = rank0.communicate(timeout=120)
+    assert rank0.returncode == exit_code, err[-3000:]
+    assert _processes_with(marker) == [], "no worker outlives rank 0"
+    killed = client.get_run(run.info.run_id)
+    assert killed.info.status == "KILLED"
+    saved = {item.path for item in client.list_artifacts(run.info.run_id, "checkpoints")}
+    assert "checkpoints/last.ckpt" in saved
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "pipelines.train", "--resume_run_id", run.info.run_id],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    finished = client.get_run(run.info.run_id)
+    assert finished.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_bits_per_seq")]
+    assert steps == sorted(set(steps)) and steps[-1] == 400, "one step axis, no step twice"
