@@ -55,3 +55,18 @@ class RecordInCheckpoint(pl.Callback):
 
     def on_save_checkpoint(self, trainer, module, checkpoint: dict) -> None:
         checkpoint[self.key] = self.payload
+
+
+class AgreeOnStop(pl.Callback):
+    """Under DDP, stop every process when any callback of any process asked to.
+
+    Lightning's loops do not reduce ``trainer.should_stop``: a pruning decision made only on
+    rank 0 (the Optuna trial lives there) would leave the workers in the next all-reduce.
+    Placed after the callbacks that may stop the fit; one boolean all-reduce per validation.
+    """
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.world_size > 1 and not trainer.sanity_checking:
+            trainer.should_stop = trainer.strategy.reduce_boolean_decision(
+                bool(trainer.should_stop), all=False
+            )

@@ -31,8 +31,9 @@ from datamodules.mnist import MNISTDataModule, MNISTUnavailable
 from models.classifier_module import LR_SCHEDULES, ClassifierModule
 from models.classifiers import DeepMLP, SequenceLSTMClassifier, SmallCNN
 from models.unfolded_lstm import RecurrentBNLSTM, UnfoldedLSTM
+from pipelines.callbacks import AgreeOnStop
 from pipelines.cli import run_pipeline
-from pipelines.config import ConfigError, flatten_params, option
+from pipelines.config import ConfigError, flatten_params, from_dict, option, to_dict
 from pipelines.diagnostics import filters_figure, gradient_norm_figure, gradient_ratio_summary
 from pipelines.factory import count_parameters
 from pipelines.interrupts import (
@@ -44,6 +45,7 @@ from pipelines.interrupts import (
 )
 from pipelines.outbox import TrackingOutbox
 from pipelines.scaling import (
+    Placement,
     is_worker_process,
     trainer_placement,
     worker_processes,
@@ -149,6 +151,28 @@ def classify(
 ) -> ClassifyResult:
     """Fit and test ``config`` in one MLflow run (a child of the active run when ``nested``);
     extra ``callbacks`` (e.g. pruning) join the fit."""
+    data = _datamodule(config)
+    placement = trainer_placement(
+        config.accelerator, config.devices, config.num_nodes, config.strategy
+    )
+    if is_worker_process():  # another node's first process, started by the user (num_nodes)
+        return _classify_as_worker(config, data, worker_run_id(), placement)
+    experiment = config.experiment_name or "mnist"
+    tags = {"ntmlab.pipeline": "classify", **(tags or {})}
+    run_name = f"{config.model}-{config.view}"
+    with interrupt_guard(), tracked_run(experiment, run_name, tags, nested=nested) as run:
+        workdir = run_dir(run.info.run_id)
+        outbox = TrackingOutbox(run.info.run_id, spool_dir=workdir)
+        try:
+            metrics, steps = _fit(config, data, run.info.run_id, outbox, placement, callbacks)
+        finally:
+            delivered = outbox.close(timeout_s=60)
+    if delivered:
+        shutil.rmtree(workdir, ignore_errors=True)  # everything is in the run's artifacts
+    return ClassifyResult(run.info.run_id, metrics, steps)
+
+
+def _datamodule(config: ClassifyConfig) -> MNISTDataModule:
     data = MNISTDataModule(
         config.view,
         data_dir=config.data_dir,
@@ -161,33 +185,31 @@ def classify(
         data.setup()
     except MNISTUnavailable as error:
         raise ConfigError(str(error)) from None
+    return data
+
+
+def classify_worker(spec: dict) -> ClassifyResult:
+    """The fit of a DDP worker that rank 0 started (:mod:`pipelines.ddp_worker`)."""
+    config = from_dict(ClassifyConfig, spec["config"])
     placement = trainer_placement(
         config.accelerator, config.devices, config.num_nodes, config.strategy
     )
-    if is_worker_process():  # a DDP worker: the same fit in lockstep, rank 0 tracks
-        with interrupt_guard():
-            try:
-                metrics, steps = _fit(config, data, None, None, placement, callbacks)
-            except RunInterrupted:
-                metrics, steps = {}, 0
-        return ClassifyResult(worker_run_id(), metrics, steps)
-    experiment = config.experiment_name or "mnist"
-    tags = {"ntmlab.pipeline": "classify", **(tags or {})}
-    run_name = f"{config.model}-{config.view}"
-    with interrupt_guard(), tracked_run(experiment, run_name, tags, nested=nested) as run:
-        workdir = run_dir(run.info.run_id)
-        outbox = TrackingOutbox(run.info.run_id, spool_dir=workdir)
+    return _classify_as_worker(config, _datamodule(config), spec["run_id"], placement)
+
+
+def _classify_as_worker(config, data, run_id: str, placement: Placement) -> ClassifyResult:
+    """A data-parallel worker (rank > 0): the same fit and test in lockstep with rank 0, which
+    alone tracks; an interruption is rank 0's to report."""
+    with interrupt_guard():
         try:
-            metrics, steps = _fit(config, data, run, outbox, placement, callbacks)
-        finally:
-            delivered = outbox.close(timeout_s=60)
-    if delivered:
-        shutil.rmtree(workdir, ignore_errors=True)  # everything is in the run's artifacts
-    return ClassifyResult(run.info.run_id, metrics, steps)
+            metrics, steps = _fit(config, data, run_id, None, placement, ())
+        except RunInterrupted:
+            metrics, steps = {}, 0
+    return ClassifyResult(run_id, metrics, steps)
 
 
-def _fit(config, data, run, outbox, placement, callbacks) -> tuple[dict[str, float], int]:
-    """Fit and test; on rank 0 (``outbox`` given) also log. A DDP worker passes no run."""
+def _fit(config, data, run_id, outbox, placement, callbacks) -> tuple[dict[str, float], int]:
+    """Fit and test; on rank 0 (``outbox`` given) also log. A DDP worker passes no outbox."""
     pl.seed_everything(config.seed, workers=True, verbose=False)
     core = make_classifier(config, data.input_shape)
     module = ClassifierModule(core, config.lr, lr_schedule=config.lr_schedule,
@@ -197,19 +219,20 @@ def _fit(config, data, run, outbox, placement, callbacks) -> tuple[dict[str, flo
         params = {k: v for k, v in flatten_params(config).items() if v is not None}
         mlflow.log_params(params)
         outbox.log_metrics({"param_count": count_parameters(core)}, step=0)
-        logger = RunBoundLogger(run, outbox)
+        logger = RunBoundLogger(run_id, outbox)
     else:
         logger = False
     by_steps = config.val_every_n_steps
     started = time.perf_counter()
     # the workers' environment (LOCAL_RANK, ...) must exist before the Trainer reads it
-    with deferred(), worker_processes(placement):
+    spec = {"pipeline": "classify", "config": to_dict(config), "run_id": run_id}
+    with deferred(), worker_processes(placement, spec):
         trainer = pl.Trainer(
             max_epochs=config.epochs,
             max_steps=config.max_steps or -1,
             val_check_interval=by_steps,
             check_val_every_n_epoch=None if by_steps else 1,
-            callbacks=[*callbacks, StopOnSignal(None)],
+            callbacks=[*callbacks, StopOnSignal(None), AgreeOnStop()],
             max_time=timedelta(minutes=config.max_minutes),
             logger=logger,
             enable_checkpointing=False,
@@ -249,7 +272,7 @@ def _fit(config, data, run, outbox, placement, callbacks) -> tuple[dict[str, flo
     if layer_weights and config.view in ("flat", "image"):
         figure = filters_figure(layer_weights[0], config.model)
         outbox.log_figure(figure, "plots/first_layer_filters.png")
-    path = run_dir(run.info.run_id) / "model" / "weights.pt"
+    path = run_dir(run_id) / "model" / "weights.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(core.state_dict(), path)
     outbox.log_artifact(path, "model")

@@ -7,7 +7,7 @@ mistake is one ``ConfigError`` naming the options. Strategies that pickle the pi
 spawned processes (``ddp_spawn``, ``ddp_notebook``, ``ddp_fork``) are refused.
 
 With ``devices=N`` the pipeline starts its N - 1 workers itself (:func:`worker_processes`), as
-``torchrun`` would: each re-runs the same command with ``LOCAL_RANK`` set, and Lightning sees
+``torchrun`` would: each runs the same fit with ``LOCAL_RANK`` set, and Lightning sees
 processes created externally. The pipeline, not Lightning's launcher, then owns their lives:
 when rank 0 fails or is interrupted the workers are stopped (none is left behind), and a
 worker that dies makes rank 0 fail at its next all-reduce instead of being SIGKILLed by
@@ -16,6 +16,7 @@ Lightning's process observer, so the MLflow run still ends with an honest status
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -35,6 +36,7 @@ from pipelines.config import ConfigError
 SPAWNING_STRATEGIES = ("spawn", "notebook", "fork")
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK")
 LAUNCH_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+WORKER_SPEC_ENV = "NTMLAB_DDP_WORKER"
 WORKER_STOP_GRACE_S = 5.0
 WORKER_EXIT_WAIT_S = 120.0
 _LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning", "lightning_fabric")
@@ -132,16 +134,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _command() -> list[str]:
-    """This process's own command line, to re-run as a worker (as Lightning's launcher does)."""
-    import __main__
-
-    spec = getattr(__main__, "__spec__", None)
-    if spec is None:
-        return [sys.executable, os.path.abspath(sys.argv[0]), *sys.argv[1:]]
-    return [sys.executable, "-m", spec.name, *sys.argv[1:]]
-
-
 def _stop(processes: list[subprocess.Popen], grace_s: float) -> None:
     for process in processes:
         if process.poll() is None:
@@ -155,8 +147,12 @@ def _stop(processes: list[subprocess.Popen], grace_s: float) -> None:
 
 
 @contextmanager
-def worker_processes(placement: Placement) -> Iterator[list[subprocess.Popen]]:
-    """Start this node's workers (local ranks 1..N-1) for the duration of a fit.
+def worker_processes(placement: Placement, spec: dict) -> Iterator[list[subprocess.Popen]]:
+    """Start this node's workers (local ranks 1..N-1) for the duration of one fit.
+
+    Each worker is ``python -m pipelines.ddp_worker`` with ``spec`` (the pipeline, its config,
+    the run and the checkpoint to resume from) in ``NTMLAB_DDP_WORKER``: it runs exactly this
+    fit, whichever pipeline asked for it (a train run, an HPO trial, a grid cell).
 
     A no-op for a single process, inside a worker, and when a launcher such as ``torchrun``
     already created the processes (``LOCAL_RANK`` set). On success the workers finish the fit
@@ -181,8 +177,10 @@ def worker_processes(placement: Placement) -> Iterator[list[subprocess.Popen]]:
     processes: list[subprocess.Popen] = []
     try:
         for local_rank in range(1, placement.processes_per_node):
-            env = {**os.environ, "LOCAL_RANK": str(local_rank), "OMP_NUM_THREADS": threads}
-            processes.append(subprocess.Popen(_command(), env=env))
+            env = {**os.environ, "LOCAL_RANK": str(local_rank), "OMP_NUM_THREADS": threads,
+                   WORKER_SPEC_ENV: json.dumps(spec)}  # fmt: skip
+            command = [sys.executable, "-m", "pipelines.ddp_worker"]
+            processes.append(subprocess.Popen(command, env=env))
         yield processes
     except BaseException:
         _stop(processes, WORKER_STOP_GRACE_S)

@@ -181,11 +181,13 @@ class RunBoundLogger(MLFlowLogger):
     figures and test metrics after ``fit``, and owns the final status.
     """
 
-    def __init__(self, run: mlflow.ActiveRun, outbox: TrackingOutbox) -> None:
+    def __init__(self, run_id: str, outbox: TrackingOutbox) -> None:
+        client = MlflowClient(tracking_uri())
+        experiment_id = client.get_run(run_id).info.experiment_id
         super().__init__(
-            experiment_name=mlflow.get_experiment(run.info.experiment_id).name,
+            experiment_name=client.get_experiment(experiment_id).name,
             tracking_uri=tracking_uri(),
-            run_id=run.info.run_id,
+            run_id=run_id,
             log_model=False,
         )
         self.outbox = outbox

@@ -26,10 +26,15 @@ from pytorch_lightning.trainer.states import RunningStage
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from models.metrics import score_batches
-from pipelines.callbacks import AlignLoggingStepOnResume, RecordInCheckpoint, StopAtThreshold
+from pipelines.callbacks import (
+    AgreeOnStop,
+    AlignLoggingStepOnResume,
+    RecordInCheckpoint,
+    StopAtThreshold,
+)
 from pipelines.checkpointing import AtomicCheckpointIO, load_checkpoint
 from pipelines.cli import run_pipeline
-from pipelines.config import RESOLVED_PREFIX, flatten_params, to_dict
+from pipelines.config import RESOLVED_PREFIX, flatten_params, from_dict, to_dict
 from pipelines.factory import count_parameters, make_datamodule, make_module, make_task
 from pipelines.interrupts import (
     RunInterrupted,
@@ -47,7 +52,6 @@ from pipelines.resume import (
     CHECKPOINT_ARTIFACT_DIR,
     CONFIG_ARTIFACT,
     LAST,
-    ResumePoint,
     checkpoint_dir,
     prepare_resume,
 )
@@ -174,8 +178,9 @@ def train(
         config.trainer.strategy,
     )  # fmt: skip
     datamodule = make_datamodule(config, task)
-    if is_worker_process():
-        return _train_as_worker(config, task, datamodule, placement, callbacks, resume)
+    ckpt_path = str(resume.checkpoint) if resume is not None else None
+    if is_worker_process():  # another node's first process, started by the user (num_nodes)
+        return _train_as_worker(config, worker_run_id(), ckpt_path, placement)
     experiment = config.experiment_name or config.data.task
     run_name = f"{config.model.name}-{config.data.task}"
     tags = {"ntmlab.pipeline": "train", **(tags or {})}
@@ -194,8 +199,9 @@ def train(
             else:
                 outbox.skip_logged(resume.logged_through)
             result = _fit_and_score(
-                config, module, datamodule, task, run, outbox, callbacks, resume, placement
-            )
+                config, module, datamodule, task, run.info.run_id, outbox, callbacks, ckpt_path,
+                placement,
+            )  # fmt: skip
         finally:
             failing = sys.exc_info()[0] is not None
             delivered = outbox.close(
@@ -206,17 +212,30 @@ def train(
     return result
 
 
-def _train_as_worker(config, task, datamodule, placement, callbacks, resume) -> TrainResult:
+def train_worker(spec: dict) -> TrainResult:
+    """The fit of a DDP worker that rank 0 started (:mod:`pipelines.ddp_worker`)."""
+    config = from_dict(TrainConfig, spec["config"])
+    trainer = config.trainer
+    placement = trainer_placement(
+        trainer.accelerator, trainer.devices, trainer.num_nodes, trainer.strategy
+    )
+    return _train_as_worker(config, spec["run_id"], spec["checkpoint"], placement)
+
+
+def _train_as_worker(
+    config: TrainConfig, run_id: str, ckpt_path: str | None, placement: Placement
+) -> TrainResult:
     """A data-parallel worker (rank > 0): the same fit in lockstep with rank 0, which alone
     tracks, checkpoints and scores. An interruption is rank 0's to report: the worker leaves
     quietly (exit 0)."""
-    run_id = worker_run_id()
+    task = make_task(config.data)
+    datamodule = make_datamodule(config, task)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     module = make_module(config, task)
     with interrupt_guard():
         try:
             return _fit_and_score(
-                config, module, datamodule, task, None, None, callbacks, resume, placement
+                config, module, datamodule, task, run_id, None, (), ckpt_path, placement
             )
         except RunInterrupted:
             return TrainResult(run_id, float("nan"), 0, 0.0, primary=False)
@@ -227,14 +246,14 @@ def _fit_and_score(
     module: pl.LightningModule,
     datamodule,
     task,
-    run: mlflow.ActiveRun | None,
+    run_id: str,
     outbox: TrackingOutbox | None,
     callbacks: Sequence[pl.Callback],
-    resume: ResumePoint | None,
+    ckpt_path: str | None,
     placement: Placement,
 ) -> TrainResult:
-    """Fit and, on rank 0, score and log. A worker passes no run and no outbox."""
-    run_id = run.info.run_id if run is not None else worker_run_id()
+    """Fit and, on rank 0, score and log. A worker passes no outbox (and no callbacks of the
+    caller's: a pruning decision reaches it through :class:`AgreeOnStop`)."""
     workdir = run_dir(run_id)
     checkpoints = checkpoint_dir(run_id)
     checkpoint = ModelCheckpoint(
@@ -263,8 +282,9 @@ def _fit_and_score(
     if config.trainer.stop_at is not None:
         stopper = StopAtThreshold(MONITOR, config.trainer.stop_at, MONITOR_MODE)
         fit_callbacks.append(stopper)
+    fit_callbacks.append(AgreeOnStop())  # after every callback that may stop the fit
     if outbox is not None:
-        logger = RunBoundLogger(run, outbox)
+        logger = RunBoundLogger(run_id, outbox)
         # every checkpoint save is queued for upload (newest wins), so the run's artifacts
         # always hold the latest best/last checkpoint; nothing needs uploading after the fit
         mirror = partial(outbox.log_artifact, artifact_path=CHECKPOINT_ARTIFACT_DIR)
@@ -274,7 +294,9 @@ def _fit_and_score(
     started = time.perf_counter()
     try:
         # the workers' environment (LOCAL_RANK, ...) must exist before the Trainer reads it
-        with deferred(), worker_processes(placement):
+        spec = {"pipeline": "train", "config": to_dict(config), "run_id": run_id,
+                "checkpoint": ckpt_path}  # fmt: skip
+        with deferred(), worker_processes(placement, spec):
             trainer = build_trainer(
                 config, logger, fit_callbacks, workdir, checkpoint_io, placement
             )
@@ -284,7 +306,7 @@ def _fit_and_score(
             trainer.fit(
                 module,
                 datamodule=datamodule,
-                ckpt_path=str(resume.checkpoint) if resume is not None else None,
+                ckpt_path=ckpt_path,
             )
     except SIGTERMException:
         raise RunInterrupted("SIGTERM") from None

@@ -90,11 +90,14 @@ def test_two_process_mnist_classifier_is_one_run_scored_as_one_process_would(
 
 
 def _processes_with(marker: str) -> list[int]:
-    """Pids whose command line holds ``marker`` (rank 0 and its workers share the command)."""
+    """Pids whose command line (rank 0) or environment (a worker's fit spec) holds ``marker``."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and marker in (entry / "cmdline").read_text():
+            if not entry.name.isdigit():
+                continue
+            text = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+            if marker.encode() in text:
                 found.append(int(entry.name))
         except OSError:
             continue
