@@ -18,7 +18,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import mlflow
@@ -46,8 +46,9 @@ from pipelines.interrupts import (
 from pipelines.outbox import TrackingOutbox
 from pipelines.scaling import (
     Placement,
+    PlacementConfig,
     is_worker_process,
-    trainer_placement,
+    placement_of,
     worker_processes,
     worker_run_id,
 )
@@ -93,10 +94,7 @@ class ClassifyConfig:
     progress_bar: bool = option(True, "show Lightning's progress bar")
     seed: int = option(0, "seed of weights, split, shuffling and permutation", min=0)
     experiment_name: str | None = option(None, "MLflow experiment (default: mnist)")
-    accelerator: str = option("auto", "Lightning accelerator (cpu, gpu, auto, ...)")
-    devices: str = option("auto", "Lightning devices (auto, a count, or a list like 0,1)")
-    num_nodes: int = option(1, "nodes for multi-node training", min=1)
-    strategy: str = option("auto", "Lightning strategy (auto, ddp, ...)")
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
 
     def resolve(self) -> None:
         if self.view is None:
@@ -152,9 +150,7 @@ def classify(
     """Fit and test ``config`` in one MLflow run (a child of the active run when ``nested``);
     extra ``callbacks`` (e.g. pruning) join the fit."""
     data = _datamodule(config)
-    placement = trainer_placement(
-        config.accelerator, config.devices, config.num_nodes, config.strategy
-    )
+    placement = placement_of(config.placement)
     if is_worker_process():  # another node's first process, started by the user (num_nodes)
         return _classify_as_worker(config, data, worker_run_id(), placement)
     experiment = config.experiment_name or "mnist"
@@ -191,9 +187,7 @@ def _datamodule(config: ClassifyConfig) -> MNISTDataModule:
 def classify_worker(spec: dict) -> ClassifyResult:
     """The fit of a DDP worker that rank 0 started (:mod:`pipelines.ddp_worker`)."""
     config = from_dict(ClassifyConfig, spec["config"])
-    placement = trainer_placement(
-        config.accelerator, config.devices, config.num_nodes, config.strategy
-    )
+    placement = placement_of(config.placement)
     return _classify_as_worker(config, _datamodule(config), spec["run_id"], placement)
 
 

@@ -17,7 +17,7 @@ NTM gets there in about a minute. In 10 minutes the LSTM reached 92 % at length 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mlflow
 
@@ -26,6 +26,7 @@ from pipelines.cli import run_pipeline
 from pipelines.config import ConfigError, flatten_params, option
 from pipelines.factory import make_task
 from pipelines.reports import ScoreRow, log_comparison
+from pipelines.scaling import PlacementConfig, copy_placement, placement_of
 from pipelines.tracking import tracked_run
 from pipelines.train import TrainResult, train
 from pipelines.train_config import SEQUENCE_TASKS, TrainConfig
@@ -60,6 +61,7 @@ class NtmVsLstmConfig:
     test_size: int = option(1000, "sequences per test length", min=1)
     progress_bar: bool = option(True, "show Lightning's progress bar")
     experiment_name: str | None = option(None, "MLflow experiment (default: ntm_vs_lstm-<task>)")
+    placement: PlacementConfig = field(default_factory=PlacementConfig)  # each model's training
 
     def resolve(self) -> None:
         if not self.test_lengths and self.task in TASKS:
@@ -81,6 +83,7 @@ def child_config(config: NtmVsLstmConfig, model: str, experiment: str) -> TrainC
     trainer.max_minutes, trainer.max_steps = config.budget_minutes, 10**9
     trainer.stop_at = config.stop_at
     trainer.progress_bar = config.progress_bar
+    copy_placement(config.placement, trainer)
     child.resolve()
     try:
         child.check()
@@ -134,6 +137,7 @@ def summary_markdown(rows: list[ScoreRow]) -> str:
 def ntm_vs_lstm(config: NtmVsLstmConfig) -> tuple[str, list[ScoreRow]]:
     """Parent run with one child train run per model; returns the parent id and the rows."""
     experiment = config.experiment_name or f"ntm_vs_lstm-{config.task}"
+    placement_of(config.placement)  # a bad placement fails before anything starts
     children = {model: child_config(config, model, experiment) for model in MODELS}
     tags = {"ntmlab.pipeline": "ntm_vs_lstm"}
     with tracked_run(experiment, f"ntm_vs_lstm-{config.task}", tags) as parent:

@@ -22,7 +22,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import matplotlib
 
@@ -42,6 +42,7 @@ from pipelines.classify import CLASSIFIERS, ClassifyConfig, classify
 from pipelines.cli import run_pipeline
 from pipelines.config import RESOLVED_PREFIX, ConfigError, flatten_params, option, update
 from pipelines.pruning import OptunaPruning
+from pipelines.scaling import PlacementConfig, copy_placement, placement_of
 from pipelines.search_spaces import Fixed, Space, build_space
 from pipelines.tracking import PROJECT_ROOT, tracked_run, tracking_uri
 from pipelines.train import train
@@ -106,6 +107,7 @@ class HpoConfig:
     )  # fmt: skip
     max_retry: int = option(3, "retries of a trial whose worker died", min=0)
     experiment_name: str | None = option(None, "MLflow experiment (default: hpo-<task>)")
+    placement: PlacementConfig = field(default_factory=PlacementConfig)  # every trial's training
 
     def resolve(self) -> None:
         if self.metric is None:
@@ -244,6 +246,7 @@ def base_trial_config(config: HpoConfig, space: Space):
             model=config.model, seed=config.seed, progress_bar=False, epochs=10**6,
             max_steps=config.trial_max_steps, max_minutes=config.trial_max_minutes,
             val_every_n_steps=200, experiment_name=config.experiment_name,
+            placement=copy.copy(config.placement),
         )  # fmt: skip
         base.resolve()
     else:
@@ -253,6 +256,7 @@ def base_trial_config(config: HpoConfig, space: Space):
         base.trainer.max_minutes = config.trial_max_minutes
         base.trainer.progress_bar = False
         base.experiment_name = config.experiment_name
+        copy_placement(config.placement, base.trainer)
         base.resolve()
         base.data.test_lengths = (base.data.max_len,)  # trials are judged on validation
     update(base, {name: d.value for name, d in space.items() if isinstance(d, Fixed)})
@@ -426,6 +430,7 @@ def hpo(config: HpoConfig) -> optuna.Study:
     """Validate everything, open (or continue) the study and its parent run, run trials."""
     # heartbeats, stale-trial failing and the matplotlib plots are marked experimental
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    placement_of(config.placement)  # a bad placement fails before the study is touched
     space = build_space(space_name(config), config.space, schema_of(config))
     base = base_trial_config(config, space)
     check_space(base, space)

@@ -31,7 +31,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from pipelines.config import ConfigError
+from pipelines.config import ConfigError, option
 
 SPAWNING_STRATEGIES = ("spawn", "notebook", "fork")
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK")
@@ -68,6 +68,17 @@ def _quiet_lightning():
             logging.getLogger(name).setLevel(level)
 
 
+@dataclass
+class PlacementConfig:
+    """Where a pipeline's trainings run: one config section, ``--accelerator`` ... on the
+    command line, ``placement.<name>`` as MLflow params."""
+
+    accelerator: str = option("auto", "Lightning accelerator (cpu, gpu, auto, ...)")
+    devices: str = option("auto", "Lightning devices (auto, a count, or a list like 0,1)")
+    num_nodes: int = option(1, "nodes for multi-node training", min=1)
+    strategy: str = option("auto", "Lightning strategy (auto, ddp, ...)")
+
+
 @dataclass(frozen=True)
 class Placement:
     """Validated ``pl.Trainer`` arguments and the process layout they imply."""
@@ -102,6 +113,18 @@ def trainer_placement(accelerator: str, devices: str, num_nodes: int, strategy: 
                  f"--strategy {strategy}")  # fmt: skip
         raise ConfigError(f"{given}: {reason}") from None
     return Placement(kwargs, probe.num_devices, probe.world_size)
+
+
+def copy_placement(section: PlacementConfig, target: object) -> None:
+    """Set a train config's trainer section (or any object with the same four fields)."""
+    for name in ("accelerator", "devices", "num_nodes", "strategy"):
+        setattr(target, name, getattr(section, name))
+
+
+def placement_of(section: PlacementConfig) -> Placement:
+    return trainer_placement(
+        section.accelerator, section.devices, section.num_nodes, section.strategy
+    )
 
 
 def _env_rank(name: str) -> int:

@@ -11,17 +11,19 @@ seconds per epoch and the first/last-layer gradient-norm ratio of every cell.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import itertools
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mlflow
 
 from pipelines.classify import ClassifyConfig, classify
 from pipelines.cli import run_pipeline
 from pipelines.config import ConfigError, flatten_params, option
+from pipelines.scaling import PlacementConfig, placement_of
 from pipelines.tracking import tracked_run
 
 METRIC_COLUMNS = ("test_acc", "train_time_s", "seconds_per_epoch",
@@ -48,6 +50,7 @@ class UnfoldedGridConfig:
     progress_bar: bool = option(True, "show Lightning's progress bar")
     seed: int = option(0, "seed of every cell", min=0)
     experiment_name: str | None = option(None, "MLflow experiment (default: unfolded_grid)")
+    placement: PlacementConfig = field(default_factory=PlacementConfig)  # every cell's training
 
     def check(self) -> None:
         wrong = [value for value in self.tied if value not in ("false", "true")]
@@ -70,6 +73,7 @@ def cells(config: UnfoldedGridConfig) -> list[ClassifyConfig]:
             epochs=config.epochs, max_minutes=config.max_minutes, batch_size=config.batch_size,
             train_subset=config.train_subset, data_dir=config.data_dir,
             progress_bar=config.progress_bar, seed=config.seed,
+            placement=copy.copy(config.placement),
         )  # fmt: skip
         cell.check()
         result.append(cell)
@@ -94,6 +98,7 @@ def summary_tables(rows: list[dict]) -> tuple[str, str]:
 
 
 def unfolded_grid(config: UnfoldedGridConfig) -> list[dict]:
+    placement_of(config.placement)  # a bad placement fails before anything starts
     grid = cells(config)
     experiment = config.experiment_name or "unfolded_grid"
     with tracked_run(experiment, "unfolded_grid", {"ntmlab.pipeline": "unfolded_grid"}):

@@ -90,6 +90,13 @@ HOW: dict[str, Runnable | Elsewhere] = {
     "--stop_at 0.1": Runnable(TINY_TRAIN),
     f"{MLFLOW_RUN} -e classify -P model=mlp -P accelerator=cpu -P devices=2 -P strategy=ddp":
         Runnable(TINY_MNIST, mnist=True),
+    "python -m pipelines.hpo --model lstm --n_trials 4 --accelerator cpu --devices 2 "
+    "--strategy ddp": Runnable(
+        {"n_trials": "3", "trial_max_steps": "6", "study_name": "lstm-copy-ddp",
+         "space": f"{TINY_HPO_SPACE},num_layers=1,hidden_size=16|32"}),
+    f"{MLFLOW_RUN} -e ntm_vs_lstm -P accelerator=cpu -P devices=2 -P strategy=ddp": Runnable(
+        {"budget_minutes": "0.1", "batches_per_epoch": "3", "val_size": "20", "test_size": "10",
+         "test_lengths": "5,10", "progress_bar": "false"}),
     f"{MLFLOW_RUN} -e train -P resume_run_id=<run id>": Runnable(needs="killed"),
     "python -m pipelines.train --resume_run_id <run id>": Runnable(needs="killed"),
     f"{MLFLOW_RUN} -e evaluate -P run_ids=<run id>,<another run id>": Runnable(
