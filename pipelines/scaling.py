@@ -92,8 +92,8 @@ def trainer_placement(accelerator: str, devices: str, num_nodes: int, strategy: 
     """Validate where to train by building a throwaway Trainer; ConfigError otherwise."""
     if any(word in strategy for word in SPAWNING_STRATEGIES):
         raise ConfigError(
-            f"--strategy: {strategy!r} is not supported; use ddp (the pipelines' workers re-run "
-            "the same command)"
+            f"--strategy: {strategy!r} is not supported; use ddp (the pipelines start their "
+            "own worker processes)"
         )
     kwargs: dict[str, Any] = {
         "accelerator": accelerator,
@@ -121,7 +121,9 @@ def copy_placement(section: PlacementConfig, target: object) -> None:
         setattr(target, name, getattr(section, name))
 
 
-def placement_of(section: PlacementConfig) -> Placement:
+def placement_of(section: Any) -> Placement:
+    """The validated placement of a config section with the four fields (a
+    :class:`PlacementConfig` or the train pipeline's trainer section)."""
     return trainer_placement(
         section.accelerator, section.devices, section.num_nodes, section.strategy
     )

@@ -58,7 +58,7 @@ from pipelines.resume import (
 from pipelines.scaling import (
     Placement,
     is_worker_process,
-    trainer_placement,
+    placement_of,
     worker_processes,
     worker_run_id,
 )
@@ -91,9 +91,7 @@ def build_trainer(
     placement: Placement | None = None,
 ) -> pl.Trainer:
     run = config.trainer
-    placement = placement or trainer_placement(
-        run.accelerator, run.devices, run.num_nodes, run.strategy
-    )
+    placement = placement or placement_of(run)
     return pl.Trainer(
         max_steps=run.max_steps,
         max_epochs=-1,
@@ -173,10 +171,7 @@ def train(
         print(f"train: resuming run {config.resume_run_id} from {resume.checkpoint}", flush=True)
     task = make_task(config.data)
     check_fits_in_memory(config, task.input_width, task.output_width)
-    placement = trainer_placement(
-        config.trainer.accelerator, config.trainer.devices, config.trainer.num_nodes,
-        config.trainer.strategy,
-    )  # fmt: skip
+    placement = placement_of(config.trainer)
     datamodule = make_datamodule(config, task)
     ckpt_path = str(resume.checkpoint) if resume is not None else None
     if is_worker_process():  # another node's first process, started by the user (num_nodes)
@@ -215,11 +210,9 @@ def train(
 def train_worker(spec: dict) -> TrainResult:
     """The fit of a DDP worker that rank 0 started (:mod:`pipelines.ddp_worker`)."""
     config = from_dict(TrainConfig, spec["config"])
-    trainer = config.trainer
-    placement = trainer_placement(
-        trainer.accelerator, trainer.devices, trainer.num_nodes, trainer.strategy
+    return _train_as_worker(
+        config, spec["run_id"], spec["checkpoint"], placement_of(config.trainer)
     )
-    return _train_as_worker(config, spec["run_id"], spec["checkpoint"], placement)
 
 
 def _train_as_worker(

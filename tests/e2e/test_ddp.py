@@ -29,15 +29,21 @@ DDP_TRAIN = [
 ]  # fmt: skip
 
 
-def test_two_process_training_is_one_finished_run_scored_as_one_process_would(
-    tracking_uri, client, tmp_path
-):
+def _pipeline(name: str, argv: list[str], tracking_uri: str, tmp_path: Path):
+    """``python -m pipelines.<name> argv`` as a user runs it; it must exit 0."""
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.train", *DDP_TRAIN],
+        [sys.executable, "-m", f"pipelines.{name}", *argv],
         env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri, NTMLAB_HOME=str(tmp_path / "home")),
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def test_two_process_training_is_one_finished_run_scored_as_one_process_would(
+    tracking_uri, client, tmp_path
+):
+    done = _pipeline("train", DDP_TRAIN, tracking_uri, tmp_path)
     assert "Starting with 2 processes" in done.stdout + done.stderr
     (run,) = client.search_runs([client.get_experiment_by_name("copy").experiment_id])
     assert run.info.status == "FINISHED"
@@ -68,12 +74,7 @@ def test_two_process_mnist_classifier_is_one_run_scored_as_one_process_would(
             "--epochs", "2", "--train_subset", "1024", "--progress_bar", "false",
             "--data_dir", str(mnist_dir), "--accelerator", "cpu", "--devices", "2",
             "--strategy", "ddp"]  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines.classify", *argv],
-        env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri, NTMLAB_HOME=str(tmp_path / "home")),
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
+    _pipeline("classify", argv, tracking_uri, tmp_path)
     (run,) = client.search_runs([client.get_experiment_by_name("mnist").experiment_id])
     assert run.info.status == "FINISHED"
     # 1,024 images, 128 a batch, split over 2 processes: 4 steps an epoch
