@@ -71,14 +71,14 @@ def test_two_process_mnist_classifier_is_one_run_scored_as_one_process_would(
     tracking_uri, client, tmp_path, mnist_dir
 ):
     argv = ["--model", "mlp", "--depth", "2", "--hidden_size", "16", "--batch_norm", "false",
-            "--epochs", "2", "--train_subset", "1024", "--progress_bar", "false",
+            "--epochs", "1", "--train_subset", "1024", "--progress_bar", "false",
             "--data_dir", str(mnist_dir), "--accelerator", "cpu", "--devices", "2",
             "--strategy", "ddp"]  # fmt: skip
     _pipeline("classify", argv, tracking_uri, tmp_path)
     (run,) = client.search_runs([client.get_experiment_by_name("mnist").experiment_id])
     assert run.info.status == "FINISHED"
     # 1,024 images, 128 a batch, split over 2 processes: 4 steps an epoch
-    assert run.data.metrics["epochs_trained"] == pytest.approx(2.0)
+    assert run.data.metrics["epochs_trained"] == pytest.approx(1.0)
     config = parse_config(ClassifyConfig, argv)
     data = MNISTDataModule("flat", data_dir=mnist_dir, train_subset=1024)
     core = make_classifier(config, data.input_shape)
@@ -109,7 +109,7 @@ def _processes_with(marker: str) -> list[int]:
     ("signal_to", "exit_code"),
     [("rank 0", 128 + signal.SIGTERM), ("the process group", 128 + signal.SIGINT)],
 )
-def test_a_signal_under_ddp_ends_the_run_killed_leaves_no_worker_and_resumes(
+def test_a_signal_under_ddp_ends_the_run_killed_and_leaves_no_worker(
     tracking_uri, client, tmp_path, signal_to, exit_code
 ):
     marker = f"ddp-signal-{tmp_path.name}"
@@ -140,6 +140,8 @@ def test_a_signal_under_ddp_ends_the_run_killed_leaves_no_worker_and_resumes(
     assert killed.info.status == "KILLED"
     saved = {item.path for item in client.list_artifacts(run.info.run_id, "checkpoints")}
     assert "checkpoints/last.ckpt" in saved
+    if signal_to != "rank 0":
+        return  # the resume below is the same after either signal
 
     resumed = subprocess.run(
         [sys.executable, "-m", "pipelines.train", "--resume_run_id", run.info.run_id],

@@ -92,11 +92,9 @@ HOW: dict[str, Runnable | Elsewhere] = {
         Runnable(TINY_MNIST, mnist=True),
     "python -m pipelines.hpo --model lstm --n_trials 4 --accelerator cpu --devices 2 "
     "--strategy ddp": Runnable(
-        {"n_trials": "3", "trial_max_steps": "6", "study_name": "lstm-copy-ddp",
+        {"n_trials": "2", "trial_max_steps": "6", "study_name": "lstm-copy-ddp",
          "space": f"{TINY_HPO_SPACE},num_layers=1,hidden_size=16|32"}),
-    f"{MLFLOW_RUN} -e ntm_vs_lstm -P accelerator=cpu -P devices=2 -P strategy=ddp": Runnable(
-        {"budget_minutes": "0.1", "batches_per_epoch": "3", "val_size": "20", "test_size": "10",
-         "test_lengths": "5,10", "progress_bar": "false"}),
+
     f"{MLFLOW_RUN} -e train -P resume_run_id=<run id>": Runnable(needs="killed"),
     "python -m pipelines.train --resume_run_id <run id>": Runnable(needs="killed"),
     f"{MLFLOW_RUN} -e evaluate -P run_ids=<run id>,<another run id>": Runnable(
@@ -108,10 +106,10 @@ HOW: dict[str, Runnable | Elsewhere] = {
     "python -m pipelines.evaluate --run_ids <repeat copy run> --lengths 10,20 --repeats 10,20":
         Runnable({"test_size": "10", "eval_batch_size": "10"}, needs="repeat_copy"),
     f"{MLFLOW_RUN} -e ntm_vs_lstm": Runnable(
-        {"budget_minutes": "0.1", "batches_per_epoch": "3", "val_size": "20", "test_size": "10",
+        {"budget_minutes": "0.05", "batches_per_epoch": "3", "val_size": "20", "test_size": "10",
          "test_lengths": "5,10", "progress_bar": "false"}),
     "python -m pipelines.experiments --budget_minutes 10": Runnable(
-        {"budget_minutes": "0.1", "batches_per_epoch": "3", "val_size": "20", "test_size": "10",
+        {"budget_minutes": "0.05", "batches_per_epoch": "3", "val_size": "20", "test_size": "10",
          "test_lengths": "5,10", "progress_bar": "false"}),
     f"{MLFLOW_RUN} -e hpo -P model=ntm -P n_trials=20": Runnable(
         {"n_trials": "1", "trial_max_steps": "3", "space": TINY_HPO_SPACE}),

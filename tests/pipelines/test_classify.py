@@ -6,7 +6,9 @@ import pytest
 
 from pipelines.classify import epochs_trained
 from pipelines.classify import main as classify_main
+from pipelines.config import parse_config
 from pipelines.tracking import run_dir
+from pipelines.unfolded_grid import UnfoldedGridConfig, cells
 from pipelines.unfolded_grid import main as grid_main
 from tests.conftest import artifact_paths
 
@@ -77,3 +79,13 @@ def test_a_run_cut_short_by_the_clock_reports_seconds_per_whole_epoch():
     assert epochs_trained(steps=215, batches_per_epoch=860) == pytest.approx(0.25)
     assert epochs_trained(steps=1720, batches_per_epoch=860) == pytest.approx(2.0)
     assert epochs_trained(steps=0, batches_per_epoch=float("inf")) == 1.0
+
+
+def test_every_grid_cell_trains_where_the_grid_is_placed():
+    config = parse_config(UnfoldedGridConfig, ["--depths", "2,3", "--devices", "2",
+                                               "--strategy", "ddp"])  # fmt: skip
+    assert [(c.placement.devices, c.placement.strategy) for c in cells(config)] == [
+        ("2", "ddp")
+    ] * len(cells(config))
+    cells(config)[0].placement.devices = "1"
+    assert config.placement.devices == "2", "each cell has its own copy"

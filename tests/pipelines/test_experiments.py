@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.experiments import main
+from pipelines.config import parse_config
+from pipelines.experiments import NtmVsLstmConfig, child_config, main
 from tests.conftest import artifact_paths
 
 TINY = [
@@ -66,3 +67,11 @@ def test_stop_at_ends_each_model_at_its_first_validation_under_the_threshold(cli
         assert child.data.metrics["reached_stop_at"] == 1.0
         assert child.data.metrics["steps_to_stop_at"] == 10  # --batches_per_epoch
         assert child.data.metrics["train_time_s"] < 60
+
+
+def test_each_model_trains_where_the_experiment_is_placed():
+    config = parse_config(NtmVsLstmConfig, ["--accelerator", "cpu", "--devices", "2",
+                                            "--strategy", "ddp"])  # fmt: skip
+    for model in ("ntm", "lstm"):
+        trainer = child_config(config, model, "e").trainer
+        assert (trainer.accelerator, trainer.devices, trainer.strategy) == ("cpu", "2", "ddp")

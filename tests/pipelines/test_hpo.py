@@ -15,7 +15,17 @@ from mlflow.tracking import MlflowClient
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from pipelines.hpo import PARENT_RUN_ATTR, main, open_storage
+from pipelines.config import parse_config
+from pipelines.hpo import (
+    PARENT_RUN_ATTR,
+    HpoConfig,
+    base_trial_config,
+    main,
+    open_storage,
+    schema_of,
+    space_name,
+)
+from pipelines.search_spaces import build_space
 from tests.conftest import ROOT, free_port, subprocess_env
 
 # trials of seconds: a 1-layer LSTM on copy of lengths 1..3, 2 validations of 40 sequences
@@ -201,7 +211,7 @@ def test_a_worker_killed_on_a_journal_storage_leaks_no_trial_and_no_run(mlflow_s
     run is left RUNNING."""
     storage = f"journal:///{tmp_path / 'journal.log'}"
     env = subprocess_env(MLFLOW_TRACKING_URI=mlflow_server.url)
-    args = _args(storage, 3, "--heartbeat_interval", "1", "--trial_max_steps", "200")
+    args = _args(storage, 2, "--heartbeat_interval", "1", "--trial_max_steps", "200")
     victim = _hpo_process(args, env)
     deadline = time.monotonic() + 120
     victims = []
@@ -223,7 +233,7 @@ def test_a_worker_killed_on_a_journal_storage_leaks_no_trial_and_no_run(mlflow_s
     (killed,) = [t for t in trials if t.number == victims[0].number]
     assert killed.state == TrialState.FAIL
     assert not [t for t in trials if t.state == TrialState.RUNNING], "none left running"
-    assert len(_finished(_study(storage))) == 3, [t.state for t in trials]
+    assert len(_finished(_study(storage))) == 2, [t.state for t in trials]
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retried) == 1 and retried[0].params == killed.params
     client = MlflowClient(mlflow_server.url)
@@ -315,3 +325,11 @@ def test_a_trial_that_crashes_is_fail_and_its_run_is_labelled(client, storage, m
     assert len(runs) == 3
     assert all(r.info.status == "FAILED" and r.data.tags["optuna.trial_state"] == "FAIL"
                for r in runs)  # fmt: skip
+
+
+def test_every_trial_trains_where_the_study_is_placed(storage):
+    config = parse_config(HpoConfig, ["--model", "lstm", "--storage", storage, "--devices", "2",
+                                      "--strategy", "ddp", "--accelerator", "cpu"])  # fmt: skip
+    space = build_space(space_name(config), config.space, schema_of(config))
+    trainer = base_trial_config(config, space).trainer
+    assert (trainer.accelerator, trainer.devices, trainer.strategy) == ("cpu", "2", "ddp")

@@ -85,6 +85,22 @@ def test_bad_input_exits_2_with_one_line_and_no_run(client, capsys):
     assert client.search_experiments(filter_string="name = 'copy'") == []
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--strategy", "ddp_spawn"], "--strategy: 'ddp_spawn' is not supported; use ddp"),
+        (["--accelerator", "gpu"] if not torch.cuda.is_available() else ["--devices", "-3"],
+         "--num_nodes 1 --strategy auto: "),
+        (["--bits", "100000000"], "training needs at least 1,283.0 GiB but this machine has"),
+    ],
+)  # fmt: skip
+def test_placement_and_sizes_that_cannot_run_are_refused_up_front(client, capsys, argv, message):
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("train: error: ") and message in line
+    assert client.search_experiments(filter_string="name = 'copy'") == []
+
+
 def test_bad_input_fails_the_run_mlflow_run_started(client, monkeypatch, capsys):
     experiment = client.create_experiment("inherited")
     run = client.create_run(experiment)
