@@ -40,6 +40,8 @@ TINY_TRAIN = {"max_steps": "6", "batches_per_epoch": "3", "val_size": "20", "tes
               "test_lengths": "5", "hidden_size": "16", "num_layers": "1",
               "max_minutes": "2"}  # fmt: skip
 TINY_HPO_SPACE = "batches_per_epoch=3,val_size=20,test_size=10"
+BENCH_TRAIN = ("--batches_per_epoch", "2", "--val_size", "20", "--test_size", "10",
+               "--eval_batch_size", "10", "--progress_bar", "false")  # fmt: skip
 TINY_MNIST = {"epochs": "1", "train_subset": "256", "max_steps": "4", "hidden_size": "8"}
 
 
@@ -61,9 +63,10 @@ class Runnable:
     """How to run one README command: option overrides and what must exist first."""
 
     overrides: dict[str, str] = field(default_factory=dict)
-    needs: str | None = None  # "finished", "killed", "repeat_copy", "checkpoint"
+    needs: str | None = None  # "finished", "killed", "repeat_copy", "checkpoint", "recall"
     mnist: bool = False
-    launcher_finishes: bool = True  # an `mlflow run` launcher run must end FINISHED
+    tail: tuple[str, ...] = ()  # appended after the overrides (train options after `--`)
+    saves: str | None = None  # a benchmark that writes this result file instead of a run
 
 
 @dataclass
@@ -137,11 +140,24 @@ HOW: dict[str, Runnable | Elsewhere] = {
         "basic-auth credentials: tests/pipelines/test_tracking_server.py"),
     "export MLFLOW_FLASK_SERVER_SECRET_KEY=<a long random string>": Elsewhere("team setup"),
     "export MLFLOW_AUTH_CONFIG_PATH=/etc/mlflow/basic_auth.ini": Elsewhere("team setup"),
+    "python -m benchmarks.ntm_copy --seeds 0 1 2 --max_minutes 7": Runnable(
+        {"max_minutes": "0.02"}, tail=("--", *BENCH_TRAIN), saves="ntm_copy_0.1"),
+    "python -m benchmarks.ntm_throughput --model ntm --seconds 60": Runnable(
+        {"seconds": "1"}, saves="throughput_ntm"),
+    "python -m benchmarks.ntm_recipe_probe --controller dense --batch_size 64 --lr 3e-3 "
+    "--clip_norm 1 --seed 1": Runnable({"max_sequences": "640"}),
+    "python -m benchmarks.ntm_tasks --task associative_recall --threshold 0.1 --episodes 100000":
+        Runnable({"episodes": "64", "max_minutes": "0.1"}, tail=("--", *BENCH_TRAIN),
+                 saves="ntm_associative_recall"),
+    "python -m benchmarks.assoc_recall_errors --checkpoints <best.ckpt>": Runnable(
+        {"test_size": "10", "items": "2"}, needs="recall", saves="assoc_recall_errors"),
+    "python -m benchmarks.lstm_copy_budget --max_minutes 25": Runnable(
+        {"max_minutes": "0.05", "every": "1", "variants": " ".join(BENCH_TRAIN)},
+        saves="lstm_copy_budget"),
     "make test-fast": Elsewhere("a subset of `make test`"),
     "make lint": Elsewhere("ruff, run by developers before every commit"),
     "make format": Elsewhere("ruff, run by developers"),
 }  # fmt: skip
-BENCHMARK = re.compile(r"^python -m benchmarks\.")
 
 
 def _is_team_setup_continuation(command: str) -> bool:
@@ -152,8 +168,8 @@ def test_every_readme_command_is_accounted_for():
     """A README command without a runner here (or a stated reason) is a gap: fail on it."""
     missing = []
     for command in readme_commands():
-        if _is_team_setup_continuation(command) or BENCHMARK.match(command):
-            continue  # the team server's continuation lines; benchmarks have their own scripts
+        if _is_team_setup_continuation(command):
+            continue  # the team server's continuation lines
         key = command.removesuffix(" \\")
         if key not in HOW:
             missing.append(command)
@@ -197,6 +213,7 @@ class Store:
             NTMLAB_HOME=str(directory / "ntmlab-home"),
             NTMLAB_MNIST_DIR=str(mnist_dir),
             NTMLAB_OPTUNA_STORAGE=f"sqlite:///{directory / 'optuna.db'}",
+            NTMLAB_BENCHMARK_OUT=str(directory / "benchmarks-out"),
         )
         self.client = MlflowClient(self.uri)
 
@@ -236,17 +253,32 @@ def _tiny_train(store: Store, monkeypatch, extra: list[str], interrupt: bool = F
     )[0].info.run_id
 
 
-def _fill(command: str, needs: str | None, store: Store, monkeypatch, cwd: Path) -> str:
+def _fill(command: str, needs: str | None, store: Store, monkeypatch, directory: Path) -> str:
+    """The command with its placeholders filled; files it needs go into ``directory``."""
     if needs is None:
         return command
     if needs == "killed":
         return command.replace("<run id>", _tiny_train(store, monkeypatch, [], interrupt=True))
+    if needs == "recall":  # a checkpoint file, as the benchmark reads it
+        extra = [
+            "--model",
+            "ntm",
+            "--task",
+            "associative_recall",
+            "--max_steps",
+            "2",
+            "--batches_per_epoch",
+            "2",
+        ]
+        run_id = _tiny_train(store, monkeypatch, extra)
+        path = store.client.download_artifacts(run_id, "checkpoints/best.ckpt", str(directory))
+        return command.replace("<best.ckpt>", path)
     if needs == "repeat_copy":
         extra = ["--task", "repeat_copy", "--max_len", "3", "--max_repeats", "3"]
         return command.replace("<repeat copy run>", _tiny_train(store, monkeypatch, extra))
     first = _tiny_train(store, monkeypatch, [])
     if needs == "checkpoint":  # a finished run keeps its checkpoints as artifacts
-        target = cwd / ".ntmlab" / "runs" / first
+        target = directory / ".ntmlab" / "runs" / first
         store.client.download_artifacts(first, "checkpoints", str(target))
         return command.replace("<id>", first)
     second = _tiny_train(store, monkeypatch, ["--seed", "1"])
@@ -261,10 +293,11 @@ RUNNABLE = [command for command, how in HOW.items() if isinstance(how, Runnable)
 def test_readme_command_runs_as_typed(command, store, monkeypatch, tmp_path):
     how = HOW[command]
     before = {run.info.run_id for run in store.runs()}
-    cwd = ROOT if command.startswith("mlflow run .") else tmp_path
-    typed = _fill(command, how.needs, store, monkeypatch, cwd)
+    # `mlflow run .` and the benchmarks run from the project root, as the README says
+    cwd = ROOT if command.startswith(("mlflow run .", "python -m benchmarks.")) else tmp_path
+    typed = _fill(command, how.needs, store, monkeypatch, tmp_path)
     made_by_fill = {run.info.run_id for run in store.runs()} - before
-    argv = shrink(typed, how.overrides)
+    argv = [*shrink(typed, how.overrides), *how.tail]
     if argv[:3] == ["python", "-m", argv[2]]:
         argv[0] = sys.executable
     else:
@@ -275,11 +308,16 @@ def test_readme_command_runs_as_typed(command, store, monkeypatch, tmp_path):
     if argv[-1] == "--help":
         assert "--max_steps" in done.stdout
         return
+    if how.saves is not None:
+        assert (Path(store.env["NTMLAB_BENCHMARK_OUT"]) / f"{how.saves}.json").is_file()
     new = [run for run in store.runs() if run.info.run_id not in before | made_by_fill]
     resumed = [run for run in store.runs() if run.info.run_id in made_by_fill]
-    assert new or resumed, "the command recorded nothing"
     for run in [*new, *resumed]:
         assert run.info.status == "FINISHED", (run.info.run_name, run.data.tags.get("error"))
+    if typed.startswith("python -m benchmarks."):
+        assert done.stdout.strip(), "a benchmark prints its figures"
+        return
+    assert new or resumed, "the command recorded nothing"
     worked = [run for run in [*new, *resumed] if "ntmlab.resumed_into" not in run.data.tags]
     assert any(run.data.metrics for run in worked), "no run holds a metric"
 
