@@ -123,10 +123,6 @@ def _log_model(
         outbox.log_artifact(path, MODEL_ARTIFACT_DIR)
 
 
-def _discard(*args, **kwargs) -> None:
-    """A worker's figure sink: rank 0 draws and logs the figures."""
-
-
 def _restore_best(module: pl.LightningModule, checkpoint: ModelCheckpoint) -> None:
     if checkpoint.best_model_path and Path(checkpoint.best_model_path).is_file():
         state = load_checkpoint(checkpoint.best_model_path)
@@ -257,15 +253,15 @@ def _fit_and_score(
         save_last=True,
         enable_version_counter=False,
     )
-    figures = SequenceFigureLogger(
-        datamodule.plot_example(),
-        outbox.log_figure if outbox is not None else _discard,
-        config.trainer.plot_every_n_val,
-    )
+    figures = None  # rank 0 alone draws and logs figures
+    if outbox is not None:
+        figures = SequenceFigureLogger(
+            datamodule.plot_example(), outbox.log_figure, config.trainer.plot_every_n_val
+        )
     on_signal = StopOnSignal(checkpoints / LAST)
     fit_callbacks: list[pl.Callback] = [
         checkpoint,
-        *([figures] if outbox is not None else []),
+        *([figures] if figures is not None else []),
         on_signal,
         AlignLoggingStepOnResume(),
         RecordInCheckpoint(CHECKPOINT_DESCRIPTION_KEY, describe(config, task)),
