@@ -22,7 +22,7 @@ from benchmarks.common import machine, save
 from datamodules.synthetic import AssociativeRecallTask, SequenceBatch, make_test_set
 from models.metrics import scored_bits_per_sequence, wrong_bits_per_sequence
 from pipelines.evaluate import EvaluateConfig
-from pipelines.trained_models import load_from_checkpoint
+from pipelines.tracking.models import load_from_checkpoint
 
 # pipelines.evaluate's batches, so the same episodes
 EVAL_BATCH_SIZE = EvaluateConfig().eval_batch_size

@@ -17,7 +17,7 @@ from benchmarks.common import save
 from pipelines.classify import ClassifyConfig, make_classifier
 from pipelines.config import parse_config
 from pipelines.diagnostics import gradient_ratio_summary
-from pipelines.tracking import tracking_uri
+from pipelines.tracking.store import tracking_uri
 
 
 def ratios(client: MlflowClient, run_id: str) -> dict:

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from benchmarks.common import machine, save
 from pipelines.config import parse_config
-from pipelines.tracking import tracking_uri
+from pipelines.tracking.store import tracking_uri
 from pipelines.train import train
 from pipelines.train_config import TrainConfig
 

@@ -14,20 +14,17 @@ layer's input weights as 28x28 filters, and the model weights.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import mlflow
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
-from datamodules.mnist import MNISTDataModule, MNISTUnavailable
+from datamodules.mnist import MNISTDataModule, MNISTUnavailable, make_view
 from models.classifier_module import LR_SCHEDULES, ClassifierModule
 from models.classifiers import DeepMLP, SequenceLSTMClassifier, SmallCNN
 from models.unfolded_lstm import RecurrentBNLSTM, UnfoldedLSTM
@@ -43,7 +40,6 @@ from pipelines.interrupts import (
     interrupt_guard,
     keep_lightning_off_signals,
 )
-from pipelines.outbox import TrackingOutbox
 from pipelines.scaling import (
     Placement,
     PlacementConfig,
@@ -52,7 +48,10 @@ from pipelines.scaling import (
     worker_processes,
     worker_run_id,
 )
-from pipelines.tracking import RunBoundLogger, run_dir, tracked_run
+from pipelines.tracking.datasets import mnist_inputs
+from pipelines.tracking.logger import RunBoundLogger
+from pipelines.tracking.models import log_model, tensor_signature
+from pipelines.tracking.runs import tracked_run
 
 CLASSIFIERS = ("unfolded_lstm", "bn_lstm", "lstm", "mlp", "cnn")
 SEQUENCE_VIEWS = ("rows", "pixels", "permuted")
@@ -156,16 +155,17 @@ def classify(
     experiment = config.experiment_name or "mnist"
     tags = {"ntmlab.pipeline": "classify", **(tags or {})}
     run_name = f"{config.model}-{config.view}"
-    with interrupt_guard(), tracked_run(experiment, run_name, tags, nested=nested) as run:
-        workdir = run_dir(run.info.run_id)
-        outbox = TrackingOutbox(run.info.run_id, spool_dir=workdir)
-        try:
-            metrics, steps = _fit(config, data, run.info.run_id, outbox, placement, callbacks)
-        finally:
-            delivered = outbox.close(timeout_s=60)
-    if delivered:
-        shutil.rmtree(workdir, ignore_errors=True)  # everything is in the run's artifacts
-    return ClassifyResult(run.info.run_id, metrics, steps)
+    with (
+        interrupt_guard(),
+        tracked_run(experiment, run_name, tags, nested=nested, system_metrics=True) as run,
+    ):
+        metrics, steps = _fit(config, data, run.run_id, run.outbox, placement, callbacks)
+        run.describe(
+            f"{config.model} on MNIST {config.view}: test accuracy "
+            f"{100 * metrics['test_acc']:.2f} % after {metrics['epochs_trained']:.2f} epochs "
+            f"({int(metrics['param_count']):,} parameters)."
+        )
+    return ClassifyResult(run.run_id, metrics, steps)
 
 
 def _datamodule(config: ClassifyConfig) -> MNISTDataModule:
@@ -211,7 +211,11 @@ def _fit(config, data, run_id, outbox, placement, callbacks) -> tuple[dict[str, 
                               grad_norm_every=config.grad_norm_every)  # fmt: skip
     if outbox is not None:
         params = {k: v for k, v in flatten_params(config).items() if v is not None}
-        mlflow.log_params(params)
+        outbox.log_params(params)
+        outbox.log_inputs(
+            mnist_inputs(data.root, config.view, config.seed, config.train_subset,
+                         data.input_shape)
+        )  # fmt: skip
         outbox.log_metrics({"param_count": count_parameters(core)}, step=0)
         logger = RunBoundLogger(run_id, outbox)
     else:
@@ -266,11 +270,11 @@ def _fit(config, data, run_id, outbox, placement, callbacks) -> tuple[dict[str, 
     if layer_weights and config.view in ("flat", "image"):
         figure = filters_figure(layer_weights[0], config.model)
         outbox.log_figure(figure, "plots/first_layer_filters.png")
-    path = run_dir(run_id) / "model" / "weights.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(core.state_dict(), path)
-    outbox.log_artifact(path, "model")
-    return metrics, trainer.global_step
+    signature = tensor_signature((-1, *data.input_shape), (-1, 10))
+    example = data.split("val").tensors[0][:2]
+    description = {"config": to_dict(config), "input_shape": list(data.input_shape)}
+    log_model(run_id, core, signature, make_view(example, data.view, data.order), description)
+    return {**metrics, "param_count": count_parameters(core)}, trainer.global_step
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,10 +12,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from pipelines.checkpointing import CheckpointError
 from pipelines.config import ConfigError, parse_config
 from pipelines.interrupts import RunInterrupted
-from pipelines.tracking import TrackingUnavailable, fail_inherited_run
+from pipelines.tracking.checkpoints import CheckpointError
+from pipelines.tracking.runs import fail_inherited_run
+from pipelines.tracking.store import TrackingRejected, TrackingUnavailable
 
 BAD_INPUT_EXIT = 2
 TRACKING_UNAVAILABLE_EXIT = 3
@@ -40,6 +41,9 @@ def run_pipeline(
     except TrackingUnavailable as error:
         print(f"{name}: error: {error}", file=sys.stderr)
         return TRACKING_UNAVAILABLE_EXIT
+    except TrackingRejected as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
+        return 1
     except RunInterrupted as interrupted:
         print(f"{name}: {interrupted}; the run ended KILLED", file=sys.stderr)
         return interrupted.exit_code

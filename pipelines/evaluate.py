@@ -1,9 +1,12 @@
 """Evaluate trained models on longer (harder) test sets than they were trained on.
 
     python -m pipelines.evaluate --run_ids <train run id>[,<another>...]
+    python -m pipelines.evaluate --models models:/ntm-copy@champion,runs:/<run id>/model
     python -m pipelines.evaluate --checkpoints .ntmlab/runs/<id>/checkpoints/best.ckpt
 
-Each model is read back from its train run's ``model/`` artifacts (or a checkpoint), scored on
+Each model is read back as the MLflow Model its train run logged (a run id, or a ``runs:/`` or
+``models:/`` URI; runs of older versions from their ``model/`` files) or from a checkpoint,
+scored on
 seeded test sets at every length (and, for repeat copy, every repeat count), and the results go
 into an evaluation run of their own, tagged with the evaluated runs: ``bit_acc_<label>`` and
 ``bits_per_seq_<label>`` metrics (prefixed ``<model>/`` when several models are compared), a
@@ -15,7 +18,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-import mlflow
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -23,9 +25,10 @@ from datamodules.synthetic import RepeatCopyTask, SyntheticTask, make_test_set
 from models.metrics import score_batches
 from pipelines.cli import run_pipeline
 from pipelines.config import RESOLVED_PREFIX, ConfigError, flatten_params, option
-from pipelines.reports import ScoreRow, log_comparison
-from pipelines.tracking import check_reachable, tracked_run, tracking_uri
-from pipelines.trained_models import TrainedModel, load_from_checkpoint, load_from_run
+from pipelines.reports import ScoreRow, log_comparison, summary_markdown
+from pipelines.tracking.models import TrainedModel, load_from_checkpoint, load_trained
+from pipelines.tracking.runs import tracked_run
+from pipelines.tracking.store import check_reachable, tracking_uri
 
 EVALUATED_RUNS_TAG = "ntmlab.evaluated_run_ids"
 EVALUATION_TAG = "ntmlab.evaluation_run_id"
@@ -34,6 +37,10 @@ EVALUATION_TAG = "ntmlab.evaluation_run_id"
 @dataclass
 class EvaluateConfig:
     run_ids: tuple[str, ...] = option((), "comma-separated train run ids to evaluate")
+    models: tuple[str, ...] = option(
+        (), "comma-separated MLflow model URIs: runs:/<run id>/model, models:/<name>@<alias>, "
+        "models:/<name>/<version>",
+    )  # fmt: skip
     checkpoints: tuple[str, ...] = option(
         (), "comma-separated train checkpoint files to evaluate (instead of or beside runs)"
     )
@@ -55,8 +62,13 @@ class EvaluateConfig:
     )
 
     def check(self) -> None:
-        if not self.run_ids and not self.checkpoints:
-            raise ConfigError("give --run_ids or --checkpoints (what should be evaluated?)")
+        if not self.run_ids and not self.models and not self.checkpoints:
+            raise ConfigError(
+                "give --run_ids, --models or --checkpoints (what should be evaluated?)"
+            )
+        for uri in self.models:
+            if not uri.startswith(("runs:/", "models:/")):
+                raise ConfigError(f"--models: {uri!r} is not a runs:/ or models:/ URI")
 
 
 def _device(name: str) -> torch.device:
@@ -86,11 +98,11 @@ def test_tasks(task: SyntheticTask, repeats: tuple[int, ...]) -> list[SyntheticT
 def load_models(config: EvaluateConfig) -> list[TrainedModel]:
     """Every requested model, checked to share one task; errors before any run is opened."""
     models: list[TrainedModel] = []
-    if config.run_ids:
+    if config.run_ids or config.models:
         uri = tracking_uri()
         check_reachable(uri)
         client = MlflowClient(uri)
-        models += [load_from_run(client, run_id) for run_id in config.run_ids]
+        models += [load_trained(source, client) for source in (*config.run_ids, *config.models)]
     models += [load_from_checkpoint(path) for path in config.checkpoints]
     tasks = {(model.config.data.task, model.task.input_width) for model in models}
     if len(tasks) > 1:
@@ -175,15 +187,17 @@ def evaluate(config: EvaluateConfig) -> tuple[str, list[ScoreRow]]:
         used = dict.fromkeys(length for _, length in plan)
         params[RESOLVED_PREFIX + "lengths"] = ",".join(map(str, used))
         params[RESOLVED_PREFIX + "task"] = models[0].config.data.task
-        mlflow.log_params({key: value for key, value in params.items() if value not in ("", None)})
+        run.outbox.log_params(
+            {key: value for key, value in params.items() if value not in ("", None)}
+        )
         rows = score_models(
             models, plan, config.test_size, config.eval_batch_size, config.seed, device
         )
-        log_comparison(rows, prefix_models=len(models) > 1)
-        client = MlflowClient()
+        log_comparison(run.outbox, rows, prefix_models=len(models) > 1)
+        run.describe(summary_markdown(rows))
         for run_id in evaluated:
-            client.set_tag(run_id, EVALUATION_TAG, run.info.run_id)
-    return run.info.run_id, rows
+            run.client.set_tag(run_id, EVALUATION_TAG, run.run_id)
+    return run.run_id, rows
 
 
 def _experiment_of(model: TrainedModel) -> str:

@@ -19,16 +19,15 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-import mlflow
-
 from datamodules.synthetic import TASKS
 from pipelines.cli import run_pipeline
 from pipelines.config import ConfigError, flatten_params, option
 from pipelines.factory import make_task
-from pipelines.reports import ScoreRow, log_comparison
+from pipelines.reports import ScoreRow, log_comparison, summary_markdown
 from pipelines.scaling import PlacementConfig, copy_placement, placement_of
-from pipelines.tracking import tracked_run
-from pipelines.train import TrainResult, train
+from pipelines.tracking.registry import register
+from pipelines.tracking.runs import tracked_run
+from pipelines.train import MONITOR, TrainResult, train
 from pipelines.train_config import SEQUENCE_TASKS, TrainConfig
 
 MODELS = ("ntm", "lstm")
@@ -114,26 +113,6 @@ def rows_of(model: str, config: TrainConfig, result: TrainResult) -> list[ScoreR
     ]
 
 
-def summary_markdown(rows: list[ScoreRow]) -> str:
-    """A side-by-side table: one column per model, one row per test length."""
-    models = list(dict.fromkeys(row.model for row in rows))
-    by_key = {(row.model, row.length): row for row in rows}
-    first = {model: next(row for row in rows if row.model == model) for model in models}
-    lines = [
-        "| | " + " | ".join(models) + " |",
-        "|---|" + "---|" * len(models),
-        "| parameters | " + " | ".join(f"{first[m].param_count:,}" for m in models) + " |",
-        "| train time (s) | " + " | ".join(f"{first[m].train_time_s:.0f}" for m in models) + " |",
-    ]
-    for length in dict.fromkeys(row.length for row in rows):
-        cells = [
-            f"{100 * by_key[m, length].bit_acc:.2f} % ({by_key[m, length].bits_per_seq:.2f})"
-            for m in models
-        ]
-        lines.append(f"| bit acc (bits/seq) at {length} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def ntm_vs_lstm(config: NtmVsLstmConfig) -> tuple[str, list[ScoreRow]]:
     """Parent run with one child train run per model; returns the parent id and the rows."""
     experiment = config.experiment_name or f"ntm_vs_lstm-{config.task}"
@@ -141,16 +120,27 @@ def ntm_vs_lstm(config: NtmVsLstmConfig) -> tuple[str, list[ScoreRow]]:
     children = {model: child_config(config, model, experiment) for model in MODELS}
     tags = {"ntmlab.pipeline": "ntm_vs_lstm"}
     with tracked_run(experiment, f"ntm_vs_lstm-{config.task}", tags) as parent:
-        mlflow.log_params({k: v for k, v in flatten_params(config).items() if v is not None})
+        outbox = parent.outbox
+        outbox.log_params({k: v for k, v in flatten_params(config).items() if v is not None})
         rows: list[ScoreRow] = []
         for model, child in children.items():
             result = train(child, nested=True)
             rows += rows_of(model, child, result)
-            mlflow.log_metric(f"{model}/param_count", result.param_count)
-            mlflow.log_metric(f"{model}/train_time_s", result.seconds)
-        log_comparison(rows, prefix_models=True)
-        mlflow.log_text(summary_markdown(rows), SUMMARY)
-    return parent.info.run_id, rows
+            outbox.log_metrics(
+                {f"{model}/param_count": result.param_count,
+                 f"{model}/train_time_s": result.seconds}, step=0,
+            )  # fmt: skip
+            name = f"{model}-{config.task}"
+            version = register(
+                parent.client, result.run_id, name, MONITOR, result.best_score, "minimize",
+                {"ntmlab.ntm_vs_lstm_run_id": parent.run_id},
+            )  # fmt: skip
+            print(f"ntm_vs_lstm: {model} registered as {name} version {version.version}")
+        log_comparison(outbox, rows, prefix_models=True)
+        summary = summary_markdown(rows)
+        outbox.log_text(summary, SUMMARY)
+        parent.describe(summary)
+    return parent.run_id, rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,8 +29,8 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
-import mlflow
 import optuna
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
@@ -44,9 +44,11 @@ from pipelines.config import RESOLVED_PREFIX, ConfigError, flatten_params, optio
 from pipelines.pruning import OptunaPruning
 from pipelines.scaling import PlacementConfig, copy_placement, placement_of
 from pipelines.search_spaces import Fixed, Space, build_space
-from pipelines.tracking import PROJECT_ROOT, tracked_run, tracking_uri
+from pipelines.tracking.registry import CHAMPION, register
+from pipelines.tracking.runs import TrackedRun, tracked_run
+from pipelines.tracking.store import PROJECT_ROOT, tracking_uri
 from pipelines.train import train
-from pipelines.train_config import MODEL_NAMES, SEQUENCE_TASKS, TrainConfig
+from pipelines.train_config import MODEL_NAMES, SEQUENCE_TASKS, TrainConfig, check_model_name
 from pipelines.trial_heartbeat import JournalHeartbeat, fail_stale_trials
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
@@ -107,6 +109,10 @@ class HpoConfig:
     )  # fmt: skip
     max_retry: int = option(3, "retries of a trial whose worker died", min=0)
     experiment_name: str | None = option(None, "MLflow experiment (default: hpo-<task>)")
+    register_as: str | None = option(
+        None, "registered model the best trial's model goes to, alias champion (default: "
+        "<model>-<task>)",
+    )  # fmt: skip
     placement: PlacementConfig = field(default_factory=PlacementConfig)  # every trial's training
 
     def resolve(self) -> None:
@@ -116,10 +122,13 @@ class HpoConfig:
             self.direction = METRIC_DIRECTIONS.get(self.metric)
         if self.study_name is None:
             self.study_name = f"{self.model}-{self.task}"
+        if self.register_as is None:
+            self.register_as = f"{self.model}-{self.task}"
         if self.storage is None:
             self.storage = default_storage()
 
     def check(self) -> None:
+        check_model_name(self.register_as, "--register_as")
         allowed = CLASSIFIERS if self.task == MNIST else MODEL_NAMES
         if self.model not in allowed:
             raise ConfigError(
@@ -302,11 +311,13 @@ def _counted_before(study: optuna.Study, number: int) -> int:
 
 
 def objective_for(
-    config: HpoConfig, space: Space, base, experiment_id: str, session: dict, storage
+    config: HpoConfig, space: Space, base, parent: TrackedRun, session: dict, storage
 ):
     """The trial function (trial runs land in ``experiment_id``, the parent's); ``session``
     collects what this worker saw (surplus); on a journal ``storage`` it keeps the trial's
     heartbeat."""
+
+    experiment_id, parent_run_id = parent.experiment_id, parent.run_id
 
     def objective(trial: optuna.Trial) -> float:
         if _counted_before(trial.study, trial.number) >= config.n_trials:
@@ -339,9 +350,27 @@ def objective_for(
             raise optuna.TrialPruned(f"pruned at step {pruning.pruned_at}")
         if pruning.best is None:
             raise RuntimeError("the trial ended before its first validation")
+        _register_trial(config, trial.number, run_id, pruning.best, parent_run_id)
         return pruning.best
 
     return objective
+
+
+def _register_trial(config: HpoConfig, number: int, run_id: str, value: float, parent: str):
+    """A new version of ``--register_as`` per finished trial; ``champion`` follows the best."""
+    tags = {"optuna.study_name": config.study_name, "optuna.trial_number": str(number),
+            "ntmlab.hpo_run_id": parent}  # fmt: skip
+    client = MlflowClient(tracking_uri())
+    try:
+        version = register(
+            client, run_id, config.register_as, config.metric, value, config.direction, tags
+        )
+    except MlflowException as error:  # the trial itself finished; say so, keep the study going
+        print(f"hpo: could not register trial {number}'s model ({error})", file=sys.stderr)
+        return
+    champion = client.get_model_version_by_alias(config.register_as, CHAMPION)
+    print(f"hpo: trial {number} is {config.register_as} version {version.version}; "
+          f"{CHAMPION} is version {champion.version}")  # fmt: skip
 
 
 def _trial_runs(client: MlflowClient, experiment_id: str, study_name: str, condition: str):
@@ -375,37 +404,69 @@ def _parent_run_id(study: optuna.Study) -> str | None:
         return None
     try:
         MlflowClient(tracking_uri()).get_run(run_id)
-    except mlflow.exceptions.MlflowException:
+    except MlflowException:
         return None  # the study outlived its tracking store; start a new parent
     return run_id
 
 
-def _log_summary(study: optuna.Study) -> None:
+def _log_summary(run: TrackedRun, study: optuna.Study, config: HpoConfig) -> None:
     trials = study.get_trials(deepcopy=False)
     counts = {state.name.lower(): 0 for state in TrialState}
     for trial in trials:
         counts[trial.state.name.lower()] += 1
-    mlflow.log_metrics({f"trials_{name}": count for name, count in counts.items() if count})
-    steps = sum(t.user_attrs.get("steps", 0) for t in trials)
-    mlflow.log_metric("total_train_steps", steps)
+    outbox = run.outbox
+    metrics = {f"trials_{name}": count for name, count in counts.items() if count}
+    metrics["total_train_steps"] = sum(t.user_attrs.get("steps", 0) for t in trials)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if complete:
+        metrics["best_value"] = study.best_trial.value
+    outbox.log_metrics(metrics, step=0)
+    run.describe(trials_markdown(study, config))
     if not complete:
         return
     best = study.best_trial
-    mlflow.log_metric("best_value", best.value)
-    mlflow.set_tags(
+    outbox.set_tags(
         {
             "best_trial_number": str(best.number),
             "best_trial_run_id": best.user_attrs.get("run_id", ""),
             **{f"best.{name}": str(value) for name, value in best.params.items()},
         }
     )
-    mlflow.log_text(json.dumps({"value": best.value, "params": best.params}, indent=2),
+    outbox.log_text(json.dumps({"value": best.value, "params": best.params}, indent=2),
                     "optuna/best_trial.json")  # fmt: skip
-    _log_plots(study)
+    _log_plots(outbox, study)
 
 
-def _log_plots(study: optuna.Study) -> None:
+def trials_markdown(study: optuna.Study, config: HpoConfig) -> str:
+    """The parent run's description: the study's trials, best first."""
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state == TrialState.COMPLETE]
+    reverse = config.direction == "maximize"
+    ordered = sorted(finished, key=lambda t: t.value, reverse=reverse)
+    ordered += [t for t in trials if t.state != TrialState.COMPLETE]
+    names = list(dict.fromkeys(name for t in trials for name in t.params))
+    lines = [
+        f"Study `{config.study_name}`: {len(finished)} complete of {len(trials)} trials, "
+        f"{config.metric} ({config.direction}); the best model is "
+        f"`models:/{config.register_as}@{CHAMPION}`.",
+        "",
+        "| trial | state | " + config.metric + " | " + " | ".join(names) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    for trial in ordered:
+        value = "" if trial.value is None else f"{trial.value:.4g}"
+        cells = [_short(trial.params.get(name, "")) for name in names]
+        lines.append(
+            f"| {trial.number} | {trial.state.name} | {value} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _log_plots(outbox, study: optuna.Study) -> None:
     from optuna.visualization import matplotlib as plots
 
     for name, draw in (
@@ -421,7 +482,7 @@ def _log_plots(study: optuna.Study) -> None:
             continue
         figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
         try:
-            mlflow.log_figure(figure, f"optuna/{name}.png")
+            outbox.log_figure(figure, f"optuna/{name}.png")
         finally:
             plt.close(figure)
 
@@ -444,13 +505,13 @@ def hpo(config: HpoConfig) -> optuna.Study:
     tags = {"ntmlab.pipeline": "hpo", "optuna.study_name": config.study_name}
     with tracked_run(experiment, f"hpo-{config.study_name}", tags, resume_run_id=parent_id) as run:
         if parent_id is None:
-            study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
+            study.set_user_attr(PARENT_RUN_ATTR, run.run_id)
             params = flatten_params(config)
             params[RESOLVED_PREFIX + "storage"] = redacted(config.storage)
             params.update({f"space.{name}": dist.describe() for name, dist in space.items()})
-            mlflow.log_params({key: value for key, value in params.items() if value is not None})
+            run.outbox.log_params({k: v for k, v in params.items() if v is not None})
         session: dict = {"surplus": False}
-        objective = objective_for(config, space, base, run.info.experiment_id, session, storage)
+        objective = objective_for(config, space, base, run, session, storage)
         started = time.monotonic()
         deadline = None if config.timeout_minutes is None else 60 * config.timeout_minutes
         failures = 0
@@ -458,7 +519,7 @@ def hpo(config: HpoConfig) -> optuna.Study:
             while (finished := _finished(study)) < config.n_trials:
                 # stale trials become FAIL (their parameters queued again), not finished
                 fail_stale_trials(study, storage, config.heartbeat_interval, config.max_retry)
-                _fail_orphaned_runs(study, run.info.experiment_id, config.study_name)
+                _fail_orphaned_runs(study, run.experiment_id, config.study_name)
                 if finished + _running(study) >= config.n_trials:
                     # other workers hold the remaining trials; one may still die and leave
                     # its trial to retry, so wait rather than leave
@@ -477,7 +538,7 @@ def hpo(config: HpoConfig) -> optuna.Study:
                 if deadline is not None and time.monotonic() - started >= deadline:
                     break
         finally:
-            _log_summary(study)
+            _log_summary(run, study, config)
     return study
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
@@ -14,9 +15,11 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
-import mlflow
 from matplotlib.figure import Figure
 
+from pipelines.tracking.outbox import TrackingOutbox
+
+METRIC_UNSAFE = re.compile(r"[^A-Za-z0-9_. -]")
 TABLE_CSV = "evaluation/table.csv"
 TABLE_JSON = "evaluation/table.json"
 ACCURACY_PLOT = "evaluation/accuracy_vs_length.png"
@@ -48,6 +51,31 @@ def table_csv(rows: Sequence[ScoreRow]) -> str:
     return buffer.getvalue()
 
 
+def summary_markdown(rows: Sequence[ScoreRow]) -> str:
+    """A side-by-side table: one column per model, one row per test set (a run description)."""
+    models = list(dict.fromkeys(row.model for row in rows))
+    by_key = {(row.model, row.label): row for row in rows}
+    first = {model: next(row for row in rows if row.model == model) for model in models}
+    lines = [
+        "| | " + " | ".join(models) + " |",
+        "|---|" + "---|" * len(models),
+        "| parameters | " + " | ".join(f"{first[m].param_count:,}" for m in models) + " |",
+    ]
+    if all(first[m].train_time_s is not None for m in models):
+        times = " | ".join(f"{first[m].train_time_s:.0f}" for m in models)
+        lines.append(f"| train time (s) | {times} |")
+    shown = {row.label: f"{row.length}" + (f" x {row.repeats}" if row.repeats else "") for row in rows}
+    for label, where in shown.items():
+        cells = [
+            f"{100 * by_key[m, label].bit_acc:.2f} % ({by_key[m, label].bits_per_seq:.2f})"
+            if (m, label) in by_key
+            else ""
+            for m in models
+        ]
+        lines.append(f"| bit acc (bits/seq) at {where} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def accuracy_figure(rows: Sequence[ScoreRow], title: str) -> Figure:
     """Bit accuracy (%) against test length: one line per model (and repeat count)."""
     figure, axis = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
@@ -71,23 +99,24 @@ def accuracy_figure(rows: Sequence[ScoreRow], title: str) -> Figure:
     return figure
 
 
-def log_comparison(rows: Sequence[ScoreRow], prefix_models: bool) -> None:
-    """Metrics, CSV/JSON table and plot of ``rows`` into the active MLflow run.
+def log_comparison(outbox: TrackingOutbox, rows: Sequence[ScoreRow], prefix_models: bool) -> None:
+    """Metrics, CSV/JSON table and plot of ``rows`` into a run, through its outbox.
 
     Metric keys are ``bit_acc_<label>``; with several models each key is prefixed with
     ``<model>/`` so one run can hold them all.
     """
     metrics = {}
     for row in rows:
-        prefix = f"{row.model}/" if prefix_models else ""
+        # a label such as models:/ntm-copy@champion keeps only what metric names allow
+        prefix = f"{METRIC_UNSAFE.sub('_', row.model)}/" if prefix_models else ""
         metrics[f"{prefix}bit_acc_{row.label}"] = row.bit_acc
         metrics[f"{prefix}bits_per_seq_{row.label}"] = row.bits_per_seq
-    mlflow.log_metrics(metrics)
-    mlflow.log_text(table_csv(rows), TABLE_CSV)
-    mlflow.log_text(json.dumps([asdict(row) for row in rows], indent=2), TABLE_JSON)
+    outbox.log_metrics(metrics, step=0)
+    outbox.log_text(table_csv(rows), TABLE_CSV)
+    outbox.log_text(json.dumps([asdict(row) for row in rows], indent=2), TABLE_JSON)
     task = rows[0].task if rows else ""
     figure = accuracy_figure(rows, f"{task}: generalization to longer episodes")
     try:
-        mlflow.log_figure(figure, ACCURACY_PLOT)
+        outbox.log_figure(figure, ACCURACY_PLOT)
     finally:
         plt.close(figure)

@@ -9,7 +9,6 @@ then log the best checkpoint's scores at the test lengths, figures, checkpoints 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -18,9 +17,7 @@ from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
-import mlflow
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, Timer
 from pytorch_lightning.trainer.states import RunningStage
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -32,7 +29,6 @@ from pipelines.callbacks import (
     RecordInCheckpoint,
     StopAtThreshold,
 )
-from pipelines.checkpointing import AtomicCheckpointIO, load_checkpoint
 from pipelines.cli import run_pipeline
 from pipelines.config import RESOLVED_PREFIX, flatten_params, from_dict, to_dict
 from pipelines.factory import count_parameters, make_datamodule, make_module, make_task
@@ -45,16 +41,7 @@ from pipelines.interrupts import (
     pending_signal,
 )
 from pipelines.memory_budget import check_fits_in_memory
-from pipelines.outbox import TrackingOutbox
 from pipelines.plots import SequenceFigureLogger
-from pipelines.resume import (
-    BEST,
-    CHECKPOINT_ARTIFACT_DIR,
-    CONFIG_ARTIFACT,
-    LAST,
-    checkpoint_dir,
-    prepare_resume,
-)
 from pipelines.scaling import (
     Placement,
     is_worker_process,
@@ -62,13 +49,30 @@ from pipelines.scaling import (
     worker_processes,
     worker_run_id,
 )
-from pipelines.tracking import RunBoundLogger, run_dir, tracked_run
+from pipelines.tracking.checkpoints import AtomicCheckpointIO, load_checkpoint
+from pipelines.tracking.datasets import synthetic_inputs
+from pipelines.tracking.logger import RunBoundLogger
+from pipelines.tracking.models import (
+    CHECKPOINT_DESCRIPTION_KEY,
+    describe,
+    log_model,
+    tensor_signature,
+)
+from pipelines.tracking.outbox import TrackingOutbox
+from pipelines.tracking.registry import register
+from pipelines.tracking.resume import (
+    BEST,
+    CHECKPOINT_ARTIFACT_DIR,
+    CONFIG_ARTIFACT,
+    LAST,
+    checkpoint_dir,
+    prepare_resume,
+)
+from pipelines.tracking.runs import TrackedRun, tracked_run
+from pipelines.tracking.store import run_dir
 from pipelines.train_config import TrainConfig
-from pipelines.trained_models import CHECKPOINT_DESCRIPTION_KEY, MODEL_ARTIFACT_DIR, describe
 
 MONITOR, MONITOR_MODE = "val_bits_per_seq", "min"
-UPLOAD_TIMEOUT_S = 120.0  # how long the end of a run waits for a tracking server to come back
-FAILURE_UPLOAD_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -111,16 +115,25 @@ def build_trainer(
     )
 
 
-def _log_model(
-    module: pl.LightningModule, config: TrainConfig, task, directory: Path, outbox: TrackingOutbox
-) -> None:
-    """``model/``: core weights plus the config that rebuilds the core (weights_only loadable)."""
-    model_dir = directory / MODEL_ARTIFACT_DIR
-    model_dir.mkdir(exist_ok=True)
-    torch.save(module.model.state_dict(), model_dir / "weights.pt")
-    (model_dir / "config.json").write_text(json.dumps(describe(config, task), indent=2))
-    for path in sorted(model_dir.iterdir()):
-        outbox.log_artifact(path, MODEL_ARTIFACT_DIR)
+def _log_model(module: pl.LightningModule, config: TrainConfig, task, datamodule, run_id: str):
+    """The core as the run's MLflow Model: ``[B,T,I] -> logits [B,T,O]``, any B and T."""
+    example = datamodule.val_batches()[0].inputs[:2]
+    signature = tensor_signature((-1, -1, task.input_width), (-1, -1, task.output_width))
+    log_model(run_id, module.model, signature, example, describe(config, task))
+
+
+def headline(config: TrainConfig, metrics: dict[str, float], steps: int) -> str:
+    """The run's one-line description: model, task and the headline score."""
+    longest = max(config.data.test_lengths, default=None)
+    label = make_task(config.data).label(longest) if longest else None
+    line = (
+        f"{config.model.name} on {config.data.task}: best validation "
+        f"{metrics['best_val_bits_per_seq']:.3f} bits/seq "
+        f"({100 * metrics['best_val_bit_acc']:.2f} % of bits) after {steps:,} steps"
+    )
+    if label is not None:
+        line += f"; {100 * metrics[f'bit_acc_{label}']:.2f} % of bits at test length {longest}"
+    return line + "."
 
 
 def _restore_best(module: pl.LightningModule, checkpoint: ModelCheckpoint) -> None:
@@ -129,11 +142,17 @@ def _restore_best(module: pl.LightningModule, checkpoint: ModelCheckpoint) -> No
         module.load_state_dict(state["state_dict"])
 
 
-def _record_start(config: TrainConfig, module: pl.LightningModule, workdir: Path, outbox) -> None:
-    """Params, size, and the config a resume rebuilds the run from."""
+def _record_start(
+    config: TrainConfig, module: pl.LightningModule, task, workdir: Path, outbox: TrackingOutbox
+) -> None:
+    """Params, size, datasets, and the config a resume rebuilds the run from."""
     params = flatten_params(config)
     params.pop(RESOLVED_PREFIX + "resume_run_id")  # always empty on a run's first start
-    mlflow.log_params(params)
+    outbox.log_params(params)
+    data = config.data
+    outbox.log_inputs(
+        synthetic_inputs(task, config.seed, data.val_size, data.test_lengths, data.test_size)
+    )
     outbox.log_metrics({"param_count": count_parameters(module.model)}, step=0)
     recorded = workdir / "config" / Path(CONFIG_ARTIFACT).name
     recorded.parent.mkdir(parents=True, exist_ok=True)
@@ -177,30 +196,32 @@ def train(
     tags = {"ntmlab.pipeline": "train", **(tags or {})}
     with (
         interrupt_guard(),
-        tracked_run(experiment, run_name, tags, nested, config.resume_run_id) as run,
+        tracked_run(
+            experiment, run_name, tags, nested, config.resume_run_id, system_metrics=True
+        ) as run,
     ):
-        run_id = run.info.run_id
-        workdir = run_dir(run_id)
-        outbox = TrackingOutbox(run_id, spool_dir=workdir)
-        try:
-            pl.seed_everything(config.seed, workers=True, verbose=False)
-            module = make_module(config, task)
-            if resume is None:
-                _record_start(config, module, workdir, outbox)
-            else:
-                outbox.skip_logged(resume.logged_through)
-            result = _fit_and_score(
-                config, module, datamodule, task, run.info.run_id, outbox, callbacks, ckpt_path,
-                placement,
-            )  # fmt: skip
-        finally:
-            failing = sys.exc_info()[0] is not None
-            delivered = outbox.close(
-                timeout_s=FAILURE_UPLOAD_TIMEOUT_S if failing else UPLOAD_TIMEOUT_S
-            )
-    if delivered and not failing and result.primary:
-        shutil.rmtree(workdir, ignore_errors=True)  # everything is in the run's artifacts
+        pl.seed_everything(config.seed, workers=True, verbose=False)
+        module = make_module(config, task)
+        if resume is None:
+            _record_start(config, module, task, run_dir(run.run_id), run.outbox)
+        else:
+            run.outbox.skip_logged(resume.logged_through)
+        result = _fit_and_score(
+            config, module, datamodule, task, run.run_id, run.outbox, callbacks, ckpt_path,
+            placement,
+        )  # fmt: skip
+        _finish(config, run, result)
     return result
+
+
+def _finish(config: TrainConfig, run: TrackedRun, result: TrainResult) -> None:
+    """Describe the run and, with ``--register_as``, register its model."""
+    run.describe(headline(config, result.metrics, result.steps))
+    if config.register_as:
+        version = register(
+            run.client, run.run_id, config.register_as, MONITOR, result.best_score, "minimize"
+        )
+        print(f"train: registered as {config.register_as} version {version.version}")
 
 
 def train_worker(spec: dict) -> TrainResult:
@@ -337,7 +358,7 @@ def _fit_and_score(
         metrics[f"bits_per_seq_L{length}"] = scores["bits_per_seq"]
     outbox.log_metrics(metrics, step=steps)
     figures.log_final(module, steps)
-    _log_model(module, config, task, workdir, outbox)
+    _log_model(module, config, task, datamodule, run_id)
     return TrainResult(
         run_id,
         best["bits_per_seq"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from datamodules.synthetic import TASKS, SyntheticTask
@@ -224,6 +225,18 @@ class TrainerConfig:
     precision: str = option("32-true", "Lightning precision (32-true, bf16-mixed, ...)")
 
 
+REGISTERED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def check_model_name(name: str | None, option_name: str) -> None:
+    """A registered model name that works in a ``models:/<name>@<alias>`` URI."""
+    if name is not None and not REGISTERED_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{option_name}: {name!r} is not a usable model name (letters, digits, '_', '.', '-'; "
+            "starting with a letter or digit; at most 100 characters)"
+        )
+
+
 @dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -237,6 +250,10 @@ class TrainConfig:
         "continue this interrupted train run from its last checkpoint, in the same MLflow run, "
         "with the config it recorded (other options are ignored)",
     )
+    register_as: str | None = option(
+        None, "register the model under this name in the MLflow registry (alias champion "
+        "moves to it when its best val_bits_per_seq beats the current champion's)",
+    )  # fmt: skip
 
     def resolve(self) -> None:
         """Fill options left empty with the model's recipe and the task's paper defaults, so
@@ -291,6 +308,7 @@ class TrainConfig:
 
     def check(self) -> None:
         """Cross-field rules that single-field bounds cannot express."""
+        check_model_name(self.register_as, "--register_as")
         model = self.model
         if model.name == "ntm" and 2 * model.shift_range + 1 > model.memory_slots:
             raise ConfigError(

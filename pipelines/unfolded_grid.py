@@ -18,13 +18,11 @@ import itertools
 import sys
 from dataclasses import dataclass, field
 
-import mlflow
-
 from pipelines.classify import ClassifyConfig, classify
 from pipelines.cli import run_pipeline
 from pipelines.config import ConfigError, flatten_params, option
 from pipelines.scaling import PlacementConfig, placement_of
-from pipelines.tracking import tracked_run
+from pipelines.tracking.runs import tracked_run
 
 METRIC_COLUMNS = ("test_acc", "train_time_s", "seconds_per_epoch",
                   "grad_norm_ratio_first_last", "grad_norm_ratio_first_last_median",
@@ -101,9 +99,10 @@ def unfolded_grid(config: UnfoldedGridConfig) -> list[dict]:
     placement_of(config.placement)  # a bad placement fails before anything starts
     grid = cells(config)
     experiment = config.experiment_name or "unfolded_grid"
-    with tracked_run(experiment, "unfolded_grid", {"ntmlab.pipeline": "unfolded_grid"}):
-        mlflow.log_params({k: v for k, v in flatten_params(config).items() if v is not None})
-        mlflow.log_metric("cells", len(grid))
+    with tracked_run(experiment, "unfolded_grid", {"ntmlab.pipeline": "unfolded_grid"}) as run:
+        outbox = run.outbox
+        outbox.log_params({k: v for k, v in flatten_params(config).items() if v is not None})
+        outbox.log_metrics({"cells": len(grid)}, step=0)
         rows = []
         for cell in grid:
             cell.experiment_name = experiment
@@ -114,8 +113,9 @@ def unfolded_grid(config: UnfoldedGridConfig) -> list[dict]:
                 **{key: result.metrics.get(key) for key in METRIC_COLUMNS},
             })  # fmt: skip
         table_csv, table_md = summary_tables(rows)
-        mlflow.log_text(table_csv, "grid/summary.csv")
-        mlflow.log_text(table_md, "grid/summary.md")
+        outbox.log_text(table_csv, "grid/summary.csv")
+        outbox.log_text(table_md, "grid/summary.md")
+        run.describe(table_md)
     return rows
 
 

@@ -13,7 +13,7 @@ from pipelines.config import build_parser, leaves, param_key
 from pipelines.evaluate import EvaluateConfig
 from pipelines.experiments import NtmVsLstmConfig
 from pipelines.hpo import HpoConfig
-from pipelines.tracking import tracking_uri
+from pipelines.tracking.store import tracking_uri
 from pipelines.train_config import TrainConfig
 from pipelines.unfolded_grid import UnfoldedGridConfig
 from tests.conftest import ROOT

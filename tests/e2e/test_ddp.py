@@ -7,16 +7,15 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import pytest
 import torch
 
 from datamodules.mnist import MNISTDataModule
 from models.metrics import score_batches
-from pipelines.checkpointing import load_checkpoint
-from pipelines.classify import ClassifyConfig, make_classifier
-from pipelines.config import parse_config
 from pipelines.factory import make_datamodule, make_module, make_task
-from pipelines.trained_models import load_from_run
+from pipelines.tracking.checkpoints import load_checkpoint
+from pipelines.tracking.models import load_from_run
 from tests.conftest import ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -79,12 +78,8 @@ def test_two_process_mnist_classifier_is_one_run_scored_as_one_process_would(
     assert run.info.status == "FINISHED"
     # 1,024 images, 128 a batch, split over 2 processes: 4 steps an epoch
     assert run.data.metrics["epochs_trained"] == pytest.approx(1.0)
-    config = parse_config(ClassifyConfig, argv)
     data = MNISTDataModule("flat", data_dir=mnist_dir, train_subset=1024)
-    core = make_classifier(config, data.input_shape)
-    weights = client.download_artifacts(run.info.run_id, "model/weights.pt", str(tmp_path))
-    core.load_state_dict(torch.load(weights, weights_only=True))
-    core.eval()
+    core = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")  # the logged model
     with torch.no_grad():
         correct = sum(int((core(x).argmax(1) == y).sum()) for x, y in data.test_dataloader())
     assert run.data.metrics["test_acc"] == pytest.approx(correct / 10_000, abs=1e-6)

@@ -2,12 +2,15 @@
 
 from pathlib import Path
 
+import mlflow
 import pytest
+import torch
 
 from pipelines.classify import epochs_trained
 from pipelines.classify import main as classify_main
 from pipelines.config import parse_config
-from pipelines.tracking import run_dir
+from pipelines.tracking.datasets import raw_files_digest
+from pipelines.tracking.store import run_dir
 from pipelines.unfolded_grid import UnfoldedGridConfig, cells
 from pipelines.unfolded_grid import main as grid_main
 from tests.conftest import artifact_paths
@@ -32,9 +35,16 @@ def test_unfolded_lstm_run_logs_accuracy_gradient_norms_and_diagnostic_plots(cli
     history = client.get_metric_history(run.info.run_id, "grad_norm/layer_2")
     assert sorted(m.step for m in history) == [0, 1, 2, 3], "every step, at its own step"
     files = set(artifact_paths(client, run.info.run_id))
-    assert {"plots/grad_norm_vs_layer.png", "plots/first_layer_filters.png",
-            "model/weights.pt"} <= files  # fmt: skip
+    assert {"plots/grad_norm_vs_layer.png", "plots/first_layer_filters.png"} <= files
     assert not run_dir(run.info.run_id).exists(), "uploaded, so the local copy is gone"
+    # the model as an MLflow Model, the data as dataset inputs, a description, system metrics
+    core = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    assert core(torch.zeros(3, 784)).shape == (3, 10)
+    inputs = {i.dataset.name: i.dataset.digest for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"mnist-flat-train", "mnist-flat-validation", "mnist-flat-test"}
+    assert inputs["mnist-flat-train"] == raw_files_digest(mnist_dir / "MNIST" / "raw")
+    assert "unfolded_lstm on MNIST flat: test accuracy" in run.data.tags["mlflow.note.content"]
+    assert "system/cpu_utilization_percentage" in metrics
 
 
 @pytest.mark.parametrize(

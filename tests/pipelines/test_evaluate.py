@@ -1,11 +1,15 @@
 """The evaluate pipeline against a temp sqlite store, on models trained in seconds."""
 
+import json
 from pathlib import Path
 
+import mlflow
 import pytest
+import torch
 
 from pipelines.config import parse_config
 from pipelines.evaluate import EVALUATED_RUNS_TAG, EVALUATION_TAG, main
+from pipelines.tracking.registry import register
 from pipelines.train import train
 from pipelines.train_config import TrainConfig
 from tests.conftest import TINY_LSTM_ARGS, artifact_paths
@@ -79,10 +83,37 @@ def test_missing_run_and_run_without_a_model_are_clear_errors(client, trained, c
     bare = client.create_run(client.get_experiment_by_name("copy").experiment_id)
     client.set_terminated(bare.info.run_id)
     assert main(["--run_ids", bare.info.run_id]) == 2
-    assert f"run {bare.info.run_id} has no model/ artifacts" in capsys.readouterr().err
+    assert f"run {bare.info.run_id} logged no model" in capsys.readouterr().err
     assert main([]) == 2
-    assert "give --run_ids or --checkpoints" in capsys.readouterr().err
+    assert "give --run_ids, --models or --checkpoints" in capsys.readouterr().err
+    assert main(["--models", "ntm-copy"]) == 2
+    assert "'ntm-copy' is not a runs:/ or models:/ URI" in capsys.readouterr().err
+    assert main(["--models", "models:/nothing-here@champion"]) == 2
+    assert "no MLflow Model at models:/nothing-here@champion" in capsys.readouterr().err
     assert _evaluation_runs(client) == []
+
+
+def test_model_uris_and_runs_an_older_version_logged_evaluate_alike(client, trained, tmp_path):
+    """``runs:/`` and ``models:/<name>@champion`` URIs, and a run with only the ``model/``
+    files (weights.pt + config.json) earlier versions logged, give the train run's scores."""
+    expected = client.get_run(trained).data.metrics["bit_acc_L30"]
+    register(client, trained, "lstm-copy", "val_bits_per_seq", 1.0, "minimize")
+    legacy = client.create_run(client.get_experiment_by_name("copy").experiment_id).info.run_id
+    core = mlflow.pytorch.load_model(f"runs:/{trained}/model")
+    torch.save(core.state_dict(), tmp_path / "weights.pt")
+    info = mlflow.models.get_model_info(f"runs:/{trained}/model")
+    (tmp_path / "config.json").write_text(json.dumps(info.metadata["ntmlab"]))
+    for name in ("weights.pt", "config.json"):
+        client.log_artifact(legacy, str(tmp_path / name), "model")
+    client.set_terminated(legacy)
+    sources = [f"runs:/{trained}/model", "models:/lstm-copy@champion"]
+    assert main(["--models", ",".join(sources), "--run_ids", legacy, "--lengths", "30",
+                 "--test_size", "20"]) == 0  # fmt: skip
+    (evaluation,) = _evaluation_runs(client)
+    scores = [v for k, v in evaluation.data.metrics.items() if k.endswith("/bit_acc_L30")]
+    assert scores == pytest.approx([expected] * 3)
+    assert "lstm-copy_champion/bit_acc_L30" in evaluation.data.metrics
+    assert "| bit acc (bits/seq) at 30 |" in evaluation.data.tags["mlflow.note.content"]
 
 
 def test_bad_lengths_are_refused_before_anything_runs(client, trained, capsys):

@@ -44,6 +44,13 @@ def test_one_parent_two_trained_children_and_one_comparison(client):
     summary = client.download_artifacts(parent.info.run_id, "evaluation/summary.md")
     text = Path(summary).read_text()
     assert text.startswith("| | ntm | lstm |") and "bit acc (bits/seq) at 30" in text
+    assert parent.data.tags["mlflow.note.content"] == text, "the table is the description"
+    # both models registered, each under <model>-<task>, champion on its only version
+    for child in children:
+        name = f"{child.data.params['model.name']}-copy"
+        champion = client.get_model_version_by_alias(name, "champion")
+        assert champion.run_id == child.info.run_id
+        assert champion.tags["ntmlab.ntm_vs_lstm_run_id"] == parent.info.run_id
 
 
 def test_bad_input_is_refused_before_any_run(client, capsys):

@@ -311,7 +311,7 @@ def test_the_unfolded_lstm_is_searched_on_mnist_maximizing_val_acc(client, stora
 
 def test_a_trial_that_crashes_is_fail_and_its_run_is_labelled(client, storage, monkeypatch):
     import pipelines.hpo as hpo_module
-    from pipelines.tracking import tracked_run
+    from pipelines.tracking.runs import tracked_run
 
     def crashing_train(config, callbacks, nested, tags):
         with tracked_run("hpo-copy", "crash", {"ntmlab.pipeline": "train", **tags}, nested=nested):

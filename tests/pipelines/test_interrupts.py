@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import signal
 
-from pipelines.checkpointing import load_checkpoint
 from pipelines.config import parse_config
 from pipelines.interrupts import RunInterrupted
-from pipelines.resume import checkpoint_dir
+from pipelines.tracking.checkpoints import load_checkpoint
+from pipelines.tracking.resume import checkpoint_dir
 from pipelines.train import train
 from pipelines.train_config import TrainConfig
 from tests.conftest import CtrlCAt

@@ -1,15 +1,18 @@
 """The train pipeline called in-process against a temp sqlite store."""
 
-import json
+import subprocess
+import sys
 
+import mlflow
 import pytest
 import torch
 
+from datamodules.synthetic import CopyTask, SyntheticDataModule
 from pipelines.config import parse_config
 from pipelines.factory import make_core
 from pipelines.train import main, train
 from pipelines.train_config import TrainConfig
-from tests.conftest import TINY_LSTM_ARGS, artifact_paths
+from tests.conftest import ROOT, TINY_LSTM_ARGS, artifact_paths, subprocess_env
 
 TINY = TINY_LSTM_ARGS
 
@@ -45,28 +48,79 @@ def test_train_logs_a_complete_finished_run(client):
     assert {
         "checkpoints/best.ckpt",
         "checkpoints/last.ckpt",
-        "model/weights.pt",
-        "model/config.json",
+        "config/train_config.json",
         "plots/example_final.png",
     } <= set(files)
     assert sum(f.startswith("plots/example_step_") for f in files) == 2
+    # MLflow-native: dataset inputs, a description, system metrics, a model-training experiment
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"copy-train", "copy-validation", "copy-test"}
+    contexts = {i.dataset.name: {t.key: t.value for t in i.tags} for i in inputs.values()}
+    assert contexts["copy-train"]["mlflow.data.context"] == "training"
+    assert "system/cpu_utilization_percentage" in metrics
+    assert "system/system_memory_usage_megabytes" in metrics
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("lstm on copy: best validation ") and "at test length 30" in note
+    kind = client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"]
+    assert kind == "custom_model_development"
 
 
-def test_logged_model_rebuilds_and_reproduces_the_test_score(client, tmp_path):
+def test_the_training_data_digest_follows_the_task_spec_not_the_run(client):
+    first = train(parse_config(TrainConfig, [*TINY, "--max_steps", "20"]))
+    other_seed = train(parse_config(TrainConfig, [*TINY, "--max_steps", "20", "--seed", "1"]))
+    again = train(parse_config(TrainConfig, [*TINY, "--max_steps", "20", "--hidden_size", "8"]))
+
+    def digests(run_id):
+        inputs = client.get_run(run_id).inputs.dataset_inputs
+        return {i.dataset.name: i.dataset.digest for i in inputs}
+
+    assert digests(first.run_id) == digests(again.run_id), "same data, same digests"
+    assert digests(first.run_id)["copy-train"] != digests(other_seed.run_id)["copy-train"]
+
+
+LOAD_OUTSIDE_THE_CHECKOUT = """
+import sys
+# forget this checkout: no editable install, no cwd, no repository root on the path
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
+sys.path_hooks[:] = [h for h in sys.path_hooks if "ditable" not in repr(h)]
+sys.path[:] = [p for p in sys.path if p not in ("", ".", sys.argv[1])]
+sys.path_importer_cache.clear()
+import mlflow, torch
+mlflow.set_tracking_uri(sys.argv[2])
+model = mlflow.pytorch.load_model(sys.argv[3])
+assert not sys.modules["models"].__file__.startswith(sys.argv[1] + "/models"), "shipped code"
+with torch.no_grad():
+    torch.save(model(torch.load(sys.argv[4])), sys.argv[5])
+print(type(model).__name__, sys.modules["models"].__file__)
+"""
+
+
+def test_the_logged_model_loads_outside_the_checkout_and_reproduces_the_test_score(
+    client, tracking_uri, tmp_path
+):
+    """``mlflow.pytorch.load_model("runs:/<id>/model")`` in a fresh process that cannot see
+    this repository (the ``models`` package comes from the model's own ``code/``)."""
     result = train(parse_config(TrainConfig, TINY))
-    local = client.download_artifacts(result.run_id, "model", str(tmp_path))
-    description = json.loads((tmp_path / "model" / "config.json").read_text())
-    config = parse_config(TrainConfig, TINY)
-    core = make_core(config.model, description["input_width"], description["output_width"])
-    core.load_state_dict(torch.load(f"{local}/weights.pt", weights_only=True))
-    from datamodules.synthetic import CopyTask, SyntheticDataModule
-    from models.metrics import score_batches
-
     data = SyntheticDataModule(CopyTask(), test_lengths=(5,), test_size=20, seed=0)
-    score = score_batches(core, data.test_batches(5))
-    assert score["bit_acc"] == pytest.approx(
-        client.get_run(result.run_id).data.metrics["bit_acc_L5"]
-    )
+    (batch,) = data.test_batches(5)
+    torch.save(batch.inputs, tmp_path / "inputs.pt")
+    uri = f"runs:/{result.run_id}/model"
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_OUTSIDE_THE_CHECKOUT, str(ROOT), tracking_uri, uri,
+         str(tmp_path / "inputs.pt"), str(tmp_path / "logits.pt")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=subprocess_env(PYTHONPATH=""),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("LSTMSequenceModel ")
+    logits = torch.load(tmp_path / "logits.pt")
+    wrong = ((logits > 0) != (batch.targets > 0.5)) & batch.mask.unsqueeze(-1)
+    bit_acc = 1 - wrong.sum().item() / (batch.mask.sum().item() * batch.targets.shape[-1])
+    assert bit_acc == pytest.approx(client.get_run(result.run_id).data.metrics["bit_acc_L5"])
+    info = mlflow.models.get_model_info(uri)
+    assert info.signature.inputs.inputs[0].shape == (-1, -1, 9)
+    assert info.metadata["ntmlab"]["config"]["model"]["hidden_size"] == 16
+    assert info.flavors["python_function"]["code"] == "code"
 
 
 def test_same_seed_reproduces_the_same_numbers(client):

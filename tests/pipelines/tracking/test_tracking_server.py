@@ -3,16 +3,20 @@ the middle of a run, an unreachable server at start, and basic auth."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
 import time
 
 import mlflow
 import pytest
 import requests
+import torch
 from mlflow.tracking import MlflowClient
 
 from pipelines.config import parse_config
+from pipelines.tracking.runs import tracked_run
 from pipelines.train import train
 from pipelines.train_config import TrainConfig
 from tests.conftest import (
@@ -31,7 +35,7 @@ TINY = [*TINY_LSTM_ARGS, "--test_lengths", "5"]
 
 
 def test_train_against_the_server_round_trips_params_metrics_and_artifacts(mlflow_server):
-    result = train(parse_config(TrainConfig, TINY))
+    result = train(parse_config(TrainConfig, [*TINY, "--register_as", "lstm-copy"]))
     client = MlflowClient(mlflow_server.url)
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
@@ -42,7 +46,17 @@ def test_train_against_the_server_round_trips_params_metrics_and_artifacts(mlflo
     ]
     assert run.info.artifact_uri.startswith("mlflow-artifacts:"), "served, not a local path"
     files = set(artifact_paths(client, result.run_id))
-    assert {"checkpoints/last.ckpt", "model/weights.pt", "config/train_config.json"} <= files
+    assert {"checkpoints/last.ckpt", "config/train_config.json"} <= files
+    # the MLflow Model and the registry through the server: load it back by its alias
+    champion = client.get_model_version_by_alias("lstm-copy", "champion")
+    assert champion.run_id == result.run_id
+    core = mlflow.pytorch.load_model("models:/lstm-copy@champion")
+    assert core(torch.zeros(2, 3, 9)).shape == (2, 3, 8)
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {
+        "copy-train",
+        "copy-validation",
+        "copy-test",
+    }
     # the REST API itself, not only the Python client
     response = requests.get(
         f"{mlflow_server.url}/api/2.0/mlflow/runs/get", params={"run_id": result.run_id}
@@ -50,7 +64,19 @@ def test_train_against_the_server_round_trips_params_metrics_and_artifacts(mlflo
     assert response.ok and response.json()["run"]["info"]["status"] == "FINISHED"
 
 
-def test_server_outage_mid_run_loses_no_metric(mlflow_server, tmp_path):
+# MLflow's own retry window, shortened by its configuration: one retry within ~2 s, 3 s timeout.
+# An outage longer than that must still lose nothing: the outbox retries on its own.
+SHORT_MLFLOW_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "3",
+}
+
+
+def test_server_outage_through_the_end_of_training_loses_no_metric(mlflow_server, tmp_path):
+    """The server goes away mid-training and stays away past the end of training (far longer
+    than MLflow's retry window): training finishes, the model logging waits, and once the
+    server is back every metric arrives exactly once and the run ends FINISHED."""
     steps, epoch = 2000, 100
     args = [*TINY, "--max_steps", str(steps), "--batches_per_epoch", str(epoch)]
     args += ["--plot_every_n_val", "1000", "--log_every_n_steps", "20"]
@@ -58,17 +84,21 @@ def test_server_outage_mid_run_loses_no_metric(mlflow_server, tmp_path):
         [sys.executable, "-m", "pipelines.train", *args],
         cwd=ROOT,
         env=subprocess_env(
-            MLFLOW_TRACKING_URI=mlflow_server.url, NTMLAB_HOME=str(tmp_path / "home")
+            MLFLOW_TRACKING_URI=mlflow_server.url, NTMLAB_HOME=str(tmp_path / "home"),
+            **SHORT_MLFLOW_RETRIES,
         ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-    )
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
     client = MlflowClient(mlflow_server.url)
     deadline = time.monotonic() + 120
     run_id = None
     while run_id is None and time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert process.poll() is None, "".join(lines)[-3000:]
         runs = client.search_runs(
             [e.experiment_id for e in client.search_experiments()],
             filter_string="metrics.val_bits_per_seq >= 0",
@@ -78,19 +108,54 @@ def test_server_outage_mid_run_loses_no_metric(mlflow_server, tmp_path):
     assert run_id is not None, "the run never logged a validation metric"
 
     mlflow_server.stop()
-    time.sleep(4)  # training goes on meanwhile: validations and checkpoints are buffered
-    assert process.poll() is None, "training must not stop because the server did"
+    deadline = time.monotonic() + 240
+    while not any("logging the model failed" in line for line in lines):
+        assert process.poll() is None, "training must not stop because the server did"
+        assert time.monotonic() < deadline, "".join(lines)[-3000:]
+        time.sleep(0.5)
+    time.sleep(3)  # well past MLflow's own retry window
     mlflow_server.start()
-    _, stderr = process.communicate(timeout=300)
+    process.wait(timeout=300)
+    reader.join(timeout=10)
+    stderr = "".join(lines)
     assert process.returncode == 0, stderr[-3000:]
     assert "tracking store unreachable" in stderr and "reachable again" in stderr
 
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     val_steps = sorted(m.step for m in client.get_metric_history(run_id, "val_bits_per_seq"))
-    assert val_steps == list(range(epoch, steps + 1, epoch)), "every validation step is there"
+    assert val_steps == list(range(epoch, steps + 1, epoch)), "every validation step, once"
     train_steps = sorted(m.step for m in client.get_metric_history(run_id, "train_loss"))
     assert train_steps == list(range(20, steps + 1, 20))
+    assert "bit_acc_L5" in run.data.metrics and run.outputs.model_outputs
+
+
+def test_the_end_of_a_run_is_delivered_when_the_server_comes_back(
+    mlflow_server, monkeypatch, tmp_path
+):
+    """The final tags and status go through the outbox too: ending a run while the server
+    is away (longer than MLflow's retry window) delays them, and a process-wide environment
+    is left as it was."""
+    for name, value in SHORT_MLFLOW_RETRIES.items():
+        monkeypatch.setenv(name, value)
+    environment = dict(os.environ)
+    restart = threading.Timer(8.0, mlflow_server.start)
+    with tracked_run("outage", "end-in-outage") as run:
+        run.outbox.log_metrics({"loss": 1.0}, step=1)
+        mlflow_server.stop()
+        run.outbox.log_metrics({"loss": 0.5}, step=2)
+        run.describe("ended during an outage")
+        restart.start()
+    restart.join()
+    assert dict(os.environ) == environment
+    client = MlflowClient(mlflow_server.url)
+    ended = client.get_run(run.run_id)
+    assert ended.info.status == "FINISHED" and ended.info.end_time is not None
+    assert ended.data.tags["mlflow.note.content"] == "ended during an outage"
+    assert [(m.step, m.value) for m in client.get_metric_history(run.run_id, "loss")] == [
+        (1, 1.0),
+        (2, 0.5),
+    ]
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "10.255.255.1"], ids=["refused", "no-answer"])

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.checkpointing import load_checkpoint
 from pipelines.config import parse_config
-from pipelines.resume import checkpoint_dir
+from pipelines.tracking.checkpoints import load_checkpoint
+from pipelines.tracking.resume import checkpoint_dir
 from pipelines.train import main, train
 from pipelines.train_config import TrainConfig
 from tests.conftest import ROOT, subprocess_env

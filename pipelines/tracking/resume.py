@@ -18,9 +18,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipelines.atomic_files import atomic_write
-from pipelines.checkpointing import load_checkpoint
 from pipelines.config import ConfigError, from_dict
-from pipelines.tracking import check_reachable, run_dir, tracking_uri
+from pipelines.tracking.checkpoints import load_checkpoint
+from pipelines.tracking.store import check_reachable, run_dir, tracking_uri
 from pipelines.train_config import TrainConfig
 
 CONFIG_ARTIFACT = "config/train_config.json"

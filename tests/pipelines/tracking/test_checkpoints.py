@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipelines.checkpointing import CheckpointError, atomic_torch_save, load_checkpoint
+from pipelines.tracking.checkpoints import CheckpointError, atomic_torch_save, load_checkpoint
 
 
 class _ExplodesWhenPickled:
