@@ -8,12 +8,13 @@ UI_PORT ?= 5000
 SERVER_PORT ?= 5000
 SERVER_STORE ?= sqlite:///$(CURDIR)/mlflow.db
 SERVER_ARTIFACTS ?= $(CURDIR)/mlartifacts
+DASHBOARD_PORT ?= 8080
 
 # Pipelines and `mlflow run --env-manager local` must find the venv's python first.
 export PATH := $(BIN):$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: venv run test test-fast lint format ui server clean
+.PHONY: venv run test test-fast lint format ui server dashboard clean
 
 venv: $(STAMP)
 
@@ -49,6 +50,10 @@ server: venv
 	mlflow server --backend-store-uri "$(SERVER_STORE)" \
 		--artifacts-destination "$(SERVER_ARTIFACTS)" \
 		--host 127.0.0.1 --port $(SERVER_PORT)
+
+# Optuna's dashboard over hpo's default study storage ($$NTMLAB_OPTUNA_STORAGE or optuna.db).
+dashboard: venv
+	python -m pipelines.dashboard --port $(DASHBOARD_PORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

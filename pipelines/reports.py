@@ -64,7 +64,9 @@ def summary_markdown(rows: Sequence[ScoreRow]) -> str:
     if all(first[m].train_time_s is not None for m in models):
         times = " | ".join(f"{first[m].train_time_s:.0f}" for m in models)
         lines.append(f"| train time (s) | {times} |")
-    shown = {row.label: f"{row.length}" + (f" x {row.repeats}" if row.repeats else "") for row in rows}
+    shown = {
+        row.label: f"{row.length}" + (f" x {row.repeats}" if row.repeats else "") for row in rows
+    }
     for label, where in shown.items():
         cells = [
             f"{100 * by_key[m, label].bit_acc:.2f} % ({by_key[m, label].bits_per_seq:.2f})"

@@ -25,9 +25,12 @@ TINY = {
 }
 
 
-def mlflow_run(tracking_uri: str, params: dict[str, str], entry: str = "main", timeout=300):
+def mlflow_run(
+    tracking_uri: str, params: dict[str, str], entry: str = "main", timeout=300,
+    experiment: str | None = "e2e",
+):  # fmt: skip
     command = [MLFLOW, "run", str(ROOT), "--env-manager", "local", "-e", entry]
-    command += ["--experiment-name", "e2e"]
+    command += ["--experiment-name", experiment] if experiment else []
     for key, value in params.items():
         command += ["-P", f"{key}={value}"]
     return subprocess.run(
@@ -50,6 +53,23 @@ def test_main_entry_point_finishes_a_tracked_run(tracking_uri, client):
     files = set(artifact_paths(client, run.info.run_id))
     assert "checkpoints/best.ckpt" in files and "checkpoints/last.ckpt" in files
     assert "plots/example_final.png" in files
+
+
+def test_without_an_experiment_name_the_run_goes_to_the_task_experiment(tracking_uri, client):
+    """`mlflow run` puts its run in "Default" (which MLflow 3's UI opens as GenAI): the work
+    goes to the task's experiment, tagged as model training, and the stub points at it."""
+    done = mlflow_run(tracking_uri, {**TINY, "max_steps": "20"}, entry="train", experiment=None)
+    assert done.returncode == 0, done.stderr[-3000:]
+    copy = client.get_experiment_by_name("copy")
+    assert copy.tags["mlflow.experimentKind"] == "custom_model_development"
+    (run,) = client.search_runs([copy.experiment_id])
+    assert run.info.status == "FINISHED" and run.outputs.model_outputs
+    assert run.data.params["max_steps"] == "20", "the -P values as mlflow run logged them"
+    assert run.data.params["trainer.max_steps"] == "20"
+    (stub,) = client.search_runs(["0"])
+    assert stub.info.status == "FINISHED"
+    assert stub.data.tags["ntmlab.moved_to"] == run.info.run_id
+    assert run.info.run_id in stub.data.tags["mlflow.note.content"]
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from pipelines.config import parse_config
+from pipelines.evaluate import main as evaluate_main
 from pipelines.hpo import (
     PARENT_RUN_ATTR,
     HpoConfig,
@@ -81,6 +82,23 @@ def test_a_tiny_study_has_a_parent_run_one_nested_run_per_trial_and_the_best_lin
     assert parent.data.params["space.hidden_size"] == "16 | 32"
     files = {a.path for a in client.list_artifacts(parent.info.run_id, "optuna")}
     assert {"optuna/optimization_history.png", "optuna/best_trial.json"} <= files
+    assert parent.data.tags["mlflow.note.content"].startswith("Study `s`: 3 complete of 3")
+    # every finished trial is a version of lstm-copy; champion is the best trial's model
+    versions = client.search_model_versions("name = 'lstm-copy'")
+    assert sorted(v.tags["optuna.trial_number"] for v in versions) == ["0", "1", "2"]
+    champion = client.get_model_version_by_alias("lstm-copy", "champion")
+    assert champion.run_id == best.user_attrs["run_id"]
+    assert champion.tags["optuna.trial_number"] == str(best.number)
+    assert float(champion.tags["ntmlab.metric_value"]) == pytest.approx(best.value)
+    # ... and evaluate scores the champion as its train run scored it
+    best_run = client.get_run(best.user_attrs["run_id"])
+    (scored,) = [key for key in best_run.data.metrics if key.startswith("bit_acc_L")]
+    assert evaluate_main(["--models", "models:/lstm-copy@champion", "--lengths",
+                          scored.removeprefix("bit_acc_L"), "--test_size", "10"]) == 0  # fmt: skip
+    (evaluation,) = client.search_runs(
+        [parent.info.experiment_id], filter_string="tags.`ntmlab.pipeline` = 'evaluate'"
+    )
+    assert evaluation.data.metrics[scored] == pytest.approx(best_run.data.metrics[scored])
 
 
 def test_a_clearly_worse_trial_is_pruned(client, storage):
@@ -306,6 +324,8 @@ def test_the_unfolded_lstm_is_searched_on_mnist_maximizing_val_acc(client, stora
                                    filter_string="tags.`ntmlab.pipeline` = 'hpo'")  # fmt: skip
     assert parent.data.params["resolved.metric"] == "val_acc"
     assert 0.0 <= parent.data.metrics["best_value"] <= 1.0
+    champion = client.get_model_version_by_alias("unfolded_lstm-mnist", "champion")
+    assert champion.run_id == study.best_trial.user_attrs["run_id"], "maximized, not minimized"
     assert main(["--model", "ntm", "--task", "mnist", "--storage", storage]) == 2
 
 
