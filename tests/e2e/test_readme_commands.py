@@ -63,7 +63,7 @@ class Runnable:
     """How to run one README command: option overrides and what must exist first."""
 
     overrides: dict[str, str] = field(default_factory=dict)
-    needs: str | None = None  # "finished", "killed", "repeat_copy", "checkpoint", "recall"
+    needs: str | None = None  # finished, killed, repeat_copy, checkpoint, recall, champion
     mnist: bool = False
     tail: tuple[str, ...] = ()  # appended after the overrides (train options after `--`)
     saves: str | None = None  # a benchmark that writes this result file instead of a run
@@ -82,6 +82,14 @@ HOW: dict[str, Runnable | Elsewhere] = {
     "make test": Elsewhere("CI's own command (.ci/run runs it)"),
     "make ui": Elsewhere("test_make_ui_and_server_serve_the_store"),
     "make server": Elsewhere("test_make_ui_and_server_serve_the_store"),
+    "make dashboard": Elsewhere("test_make_dashboard_serves_the_default_study_storage"),
+    "python -m pipelines.train --model lstm --max_minutes 5 --register_as lstm-copy": Runnable(
+        TINY_TRAIN),
+    f"{MLFLOW_RUN} -e evaluate -P models=models:/ntm-copy@champion": Runnable(
+        {"test_size": "10", "lengths": "5"}, needs="champion"),
+    "python -m benchmarks.readme_figures --max_minutes 3": Runnable(
+        {"max_minutes": "0.05", "test_size": "10"}, tail=("--", *BENCH_TRAIN),
+        saves="readme_figures"),
     "export MLFLOW_TRACKING_URI=http://127.0.0.1:5000": Elsewhere(
         "tests/pipelines/test_tracking_server.py logs every pipeline through a real server"),
     f"{MLFLOW_RUN} -e train -P model=lstm -P max_minutes=10": Runnable(TINY_TRAIN),
@@ -273,6 +281,9 @@ def _fill(command: str, needs: str | None, store: Store, monkeypatch, directory:
         run_id = _tiny_train(store, monkeypatch, extra)
         path = store.client.download_artifacts(run_id, "checkpoints/best.ckpt", str(directory))
         return command.replace("<best.ckpt>", path)
+    if needs == "champion":  # a registered model for models:/ntm-copy@champion
+        _tiny_train(store, monkeypatch, ["--register_as", "ntm-copy"])
+        return command
     if needs == "repeat_copy":
         extra = ["--task", "repeat_copy", "--max_len", "3", "--max_repeats", "3"]
         return command.replace("<repeat copy run>", _tiny_train(store, monkeypatch, extra))
@@ -377,6 +388,37 @@ def test_make_ui_and_server_serve_the_store(target, tmp_path):
             params={"max_results": 10}, timeout=10,
         ).json()  # fmt: skip
         assert [e["name"] for e in experiments["experiments"]] == ["Default"]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_make_dashboard_serves_the_default_study_storage(tmp_path):
+    """`make dashboard`: Optuna's dashboard on loopback over hpo's default storage."""
+    port = free_port()
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.create_study(study_name="seen-by-the-dashboard", storage=storage)
+    log = tmp_path / "make.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            ["make", "-s", "dashboard", f"DASHBOARD_PORT={port}"], cwd=ROOT,
+            env=subprocess_env(NTMLAB_OPTUNA_STORAGE=storage), stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()[-3000:]
+            try:
+                studies = requests.get(f"http://127.0.0.1:{port}/api/studies", timeout=1)
+                if studies.ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"make dashboard did not serve within 90 s: {log.read_text()[-3000:]}")
+        names = [study["study_name"] for study in studies.json()["study_summaries"]]
+        assert names == ["seen-by-the-dashboard"]
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
