@@ -28,7 +28,7 @@ run: venv
 	mlflow run . --env-manager local
 
 test: venv
-	python -m pytest -m "slow or not slow"
+	python -m pytest -m "slow or not slow" --durations=30
 
 test-fast: venv
 	python -m pytest
