@@ -190,7 +190,7 @@ class TrackingOutbox:
                     file=sys.stderr,
                 )
                 return False
-            sleep(min(5.0, max(0.0, deadline - self.clock())))
+            sleep(min(1.0, max(0.0, deadline - self.clock())))  # refused calls are cheap
         return True
 
     # ---- internals -----------------------------------------------------------------------
