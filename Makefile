@@ -41,7 +41,10 @@ format: venv
 	ruff check --fix .
 	ruff format .
 
+# MLflow 3.17's UI picks GenAI or model training per browser (a switch it keeps in local
+# storage); the workflowType parameter of this link opens it on model training.
 ui: venv
+	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)/#/experiments?workflowType=machine_learning"
 	mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host 127.0.0.1 --port $(UI_PORT)
 
 # A tracking server over the same store `make run` writes to (one history), serving artifacts

@@ -4,6 +4,7 @@ import re
 import subprocess
 import tomllib
 from functools import reduce
+from pathlib import Path
 
 import pytest
 import yaml
@@ -116,3 +117,20 @@ def test_make_server_serves_the_store_make_run_writes_to(monkeypatch):
     assert f'--backend-store-uri "{tracking_uri()}"' in printed
     assert f'--artifacts-destination "{ROOT}/mlartifacts"' in printed
     assert "--host 127.0.0.1" in printed, "loopback unless behind auth"
+
+
+def test_the_installed_mlflow_ui_reads_the_experiment_kind_and_workflow_type_we_use():
+    """The experiment-kind tag and the link `make ui` prints rely on the installed UI bundle:
+    an MLflow upgrade that changes either fails here, not silently in a browser."""
+    import mlflow
+
+    from pipelines.tracking.store import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+
+    bundles = Path(mlflow.__file__).parent / "server" / "js" / "build" / "static" / "js"
+    (main,) = bundles.glob("main.*.js")
+    text = main.read_text(errors="replace")
+    assert f'"{EXPERIMENT_KIND_TAG}"' in text
+    assert f'CUSTOM_MODEL_DEVELOPMENT="{MODEL_TRAINING_KIND}"' in text
+    assert 'MACHINE_LEARNING="machine_learning"' in text and 'get("workflowType")' in text
+    makefile = (ROOT / "Makefile").read_text()
+    assert "#/experiments?workflowType=machine_learning" in makefile

@@ -388,6 +388,9 @@ def test_make_ui_and_server_serve_the_store(target, tmp_path):
             params={"max_results": 10}, timeout=10,
         ).json()  # fmt: skip
         assert [e["name"] for e in experiments["experiments"]] == ["Default"]
+        if target == "ui":  # the link that opens MLflow 3.17's UI on model training
+            link = f"http://127.0.0.1:{port}/#/experiments?workflowType=machine_learning"
+            assert link in log.read_text()
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
