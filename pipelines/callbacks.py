@@ -70,3 +70,20 @@ class AgreeOnStop(pl.Callback):
             trainer.should_stop = trainer.strategy.reduce_boolean_decision(
                 bool(trainer.should_stop), all=False
             )
+
+
+class FirstStepTimer(pl.Callback):
+    """Seconds of this session's first training batch: with ``--compile`` it holds the
+    compile, the cost a user waits for before the fused step runs."""
+
+    def __init__(self) -> None:
+        self.seconds: float | None = None
+        self._started: float | None = None
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if self.seconds is None and self._started is None:
+            self._started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.seconds is None and self._started is not None:
+            self.seconds = time.perf_counter() - self._started

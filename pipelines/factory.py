@@ -50,6 +50,11 @@ def make_core(model: ModelConfig, input_width: int, output_width: int) -> nn.Mod
 
 def make_module(config: TrainConfig, task: SyntheticTask) -> SequenceModule:
     core = make_core(config.model, task.input_width, task.output_width)
+    if config.trainer.compile and isinstance(core, NTM):
+        # Inductor's default mode on every device. "reduce-overhead" (CUDA graphs) is not used:
+        # the step's outputs feed its next call before backward, which CUDA-graph replays
+        # overwrite, and no GPU was at hand to make that path safe (issue 20's note)
+        core.fuse_step()
     optim = config.optim
     return SequenceModule(
         core,

@@ -26,6 +26,7 @@ from models.metrics import score_batches
 from pipelines.callbacks import (
     AgreeOnStop,
     AlignLoggingStepOnResume,
+    FirstStepTimer,
     RecordInCheckpoint,
     StopAtThreshold,
 )
@@ -280,7 +281,9 @@ def _fit_and_score(
             datamodule.plot_example(), outbox.log_figure, config.trainer.plot_every_n_val
         )
     on_signal = StopOnSignal(checkpoints / LAST)
+    first_step = FirstStepTimer()
     fit_callbacks: list[pl.Callback] = [
+        first_step,
         checkpoint,
         *([figures] if figures is not None else []),
         on_signal,
@@ -335,6 +338,8 @@ def _fit_and_score(
         "sequences_seen": float(sequences),
         "train_seq_per_s": sequences / max(seconds, 1e-9),
     }
+    if first_step.seconds is not None:  # the compile, with --compile
+        metrics["first_step_s"] = first_step.seconds
     if stopper is not None:
         metrics["reached_stop_at"] = float(stopper.reached_at is not None)
         if stopper.reached_at is not None:

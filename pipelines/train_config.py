@@ -208,6 +208,10 @@ class OptimConfig:
     )
 
 
+# --compile's default: runs this long amortize the compile (benchmarks/RESULTS.md, issue 20)
+COMPILE_FROM_STEPS, COMPILE_FROM_MINUTES = 1000, 1.0
+
+
 @dataclass
 class TrainerConfig:
     max_steps: int = option(10_000, "stop after this many optimizer steps", min=1)
@@ -223,6 +227,11 @@ class TrainerConfig:
     num_nodes: int = option(1, "nodes for multi-node training", min=1)
     strategy: str = option("auto", "Lightning strategy (auto, ddp, ...)")
     precision: str = option("32-true", "Lightning precision (32-true, bf16-mixed, ...)")
+    compile: bool | None = option(
+        None, "NTM: train through a compiled (fused) step (empty: on for runs of at least "
+        f"{COMPILE_FROM_STEPS} steps and {COMPILE_FROM_MINUTES:g} minute, where the compile, "
+        "~30 s on 2 CPU cores, pays off)",
+    )  # fmt: skip
 
 
 REGISTERED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -262,6 +271,13 @@ class TrainConfig:
             self.optim.lr = RECIPE_LR.get(self.model.name)
         if self.optim.clip_value is None:
             self.optim.clip_value = RECIPE_CLIP.get(self.model.name)
+        if self.trainer.compile is None:
+            trainer = self.trainer  # a compile (~30 s on 2 CPU cores) pays off in longer runs
+            trainer.compile = (
+                self.model.name == "ntm"
+                and trainer.max_steps >= COMPILE_FROM_STEPS
+                and trainer.max_minutes >= COMPILE_FROM_MINUTES
+            )
         self._fill_task_recipe()
         task = TASKS.get(self.data.task)
         if task is None:

@@ -71,6 +71,21 @@ class NTMTrace(NamedTuple):
     memory: torch.Tensor  # [B,N,M] after the last step
 
 
+def _contiguous(state: NTMState) -> NTMState:
+    """The starting state shaped like every later one (contiguous; an LSTM controller's zero
+    state marked as requiring grad like the states it computes), for one compiled graph."""
+    controller = state.controller
+    if isinstance(controller, tuple):
+        controller = tuple(  # fresh tensors: the zero state's h and c are one tensor
+            part.contiguous() if part.requires_grad else part.clone().requires_grad_()
+            for part in controller
+        )
+    return NTMState(
+        state.memory.contiguous(), state.log_weights.contiguous(), state.reads.contiguous(),
+        controller,
+    )  # fmt: skip
+
+
 class NTM(nn.Module):
     def __init__(self, config: NTMConfig) -> None:
         super().__init__()
@@ -107,6 +122,32 @@ class NTM(nn.Module):
             controller=self.controller.initial_state(batch, like),
         )
 
+    def fuse_step(self, mode: str | None = None) -> None:
+        """Train through a compiled (fused) :meth:`step`.
+
+        Eager, one step is hundreds of tiny kernels, forward and backward; compiled, it is a
+        few fused ones. The step's shapes depend on the batch size only, so one graph serves
+        every sequence length. Only steps that build a graph for backward use it: evaluation
+        (no grad) runs on other batch sizes, each of which would cost a compile of its own,
+        and stays eager. ``mode`` is ``torch.compile``'s.
+        """
+        # compiled code is cached per function and guarded on this instance: a process that
+        # builds model after model (an Optuna study) would hit Dynamo's recompile limit and
+        # fall back to eager without a word, so start from empty caches (Inductor's on-disk
+        # cache still makes a repeated graph cheap)
+        torch.compiler.reset()
+        self._fused_step = torch.compile(self.step, dynamic=False, mode=mode)
+
+    @property
+    def fused(self) -> bool:
+        return self.__dict__.get("_fused_step") is not None
+
+    def __getstate__(self) -> dict:
+        """Pickles and deep copies carry the eager module only (a compiled step is local)."""
+        state = dict(super().__getstate__())
+        state.pop("_fused_step", None)
+        return state
+
     def step(self, inputs: torch.Tensor, state: NTMState) -> tuple[torch.Tensor, NTMState]:
         """One time step: ``inputs [B,I]`` -> features ``[B, C + R*M]`` for the readout."""
         batch = inputs.shape[0]
@@ -131,11 +172,19 @@ class NTM(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, NTMTrace]:
         """``inputs [B,T,I] -> logits [B,T,O]`` (and an :class:`NTMTrace` when asked)."""
         state = self.initial_state(inputs.shape[0], inputs)
+        step = self.step
+        if self.fused and torch.is_grad_enabled():
+            step = self._fused_step
+            # the first step's broadcast (stride-0) starting tensors would need a graph of
+            # their own; contiguous copies share the one graph of every later step
+            state = _contiguous(state)
         features, weights = [], []
         # unbind once: the backward of each inputs[:, t] slice would add a full [B,T,I] zero
         # tensor, which makes a long sequence quadratic (measured on the BN-LSTM)
-        for step_inputs in inputs.unbind(dim=1):
-            output_features, state = self.step(step_inputs, state)
+        # time-major and contiguous: every step's input then has the same strides whatever
+        # the length, so a compiled step is not recompiled for each new sequence length
+        for step_inputs in inputs.transpose(0, 1).contiguous().unbind(dim=0):
+            output_features, state = step(step_inputs, state)
             features.append(output_features)
             if return_trace:
                 weights.append(state.log_weights.exp())

@@ -151,7 +151,7 @@ HOW: dict[str, Runnable | Elsewhere] = {
     "python -m benchmarks.ntm_copy --seeds 0 1 2 --max_minutes 7": Runnable(
         {"max_minutes": "0.02"}, tail=("--", *BENCH_TRAIN), saves="ntm_copy_0.1"),
     "python -m benchmarks.ntm_throughput --model ntm --seconds 60": Runnable(
-        {"seconds": "1"}, saves="throughput_ntm"),
+        {"seconds": "1"}, tail=("--", "--compile", "false"), saves="throughput_ntm"),
     "python -m benchmarks.ntm_recipe_probe --controller dense --batch_size 64 --lr 3e-3 "
     "--clip_norm 1 --seed 1": Runnable({"max_sequences": "640"}),
     "python -m benchmarks.ntm_tasks --task associative_recall --threshold 0.1 --episodes 100000":
