@@ -61,8 +61,9 @@ def test_bad_input_is_refused_before_any_run(client, capsys):
 
 def test_stop_at_ends_each_model_at_its_first_validation_under_the_threshold(client):
     # a threshold above any copy error (at most 160 bits at length 20): both models stop at
-    # their first validation, long before the one-minute budget
-    args = [*TINY, "--budget_minutes", "1", "--stop_at", "1000"]
+    # their first validation, long before the budget (under a minute, so the NTM is not
+    # compiled: --compile's default skips runs too short to pay for it)
+    args = [*TINY, "--budget_minutes", "0.9", "--stop_at", "1000"]
     assert main(args) == 0
     experiment = client.get_experiment_by_name("ntm_vs_lstm-copy")
     runs = client.search_runs([experiment.experiment_id])
@@ -73,7 +74,7 @@ def test_stop_at_ends_each_model_at_its_first_validation_under_the_threshold(cli
         assert child.data.params["trainer.stop_at"] == "1000.0"
         assert child.data.metrics["reached_stop_at"] == 1.0
         assert child.data.metrics["steps_to_stop_at"] == 10  # --batches_per_epoch
-        assert child.data.metrics["train_time_s"] < 60
+        assert child.data.metrics["train_time_s"] < 54
 
 
 def test_each_model_trains_where_the_experiment_is_placed():
