@@ -123,10 +123,10 @@ def _log_model(module: pl.LightningModule, config: TrainConfig, task, datamodule
     log_model(run_id, module.model, signature, example, describe(config, task))
 
 
-def headline(config: TrainConfig, metrics: dict[str, float], steps: int) -> str:
+def headline(config: TrainConfig, task, metrics: dict[str, float], steps: int) -> str:
     """The run's one-line description: model, task and the headline score."""
     longest = max(config.data.test_lengths, default=None)
-    label = make_task(config.data).label(longest) if longest else None
+    label = task.label(longest) if longest else None
     line = (
         f"{config.model.name} on {config.data.task}: best validation "
         f"{metrics['best_val_bits_per_seq']:.3f} bits/seq "
@@ -211,13 +211,13 @@ def train(
             config, module, datamodule, task, run.run_id, run.outbox, callbacks, ckpt_path,
             placement,
         )  # fmt: skip
-        _finish(config, run, result)
+        _finish(config, task, run, result)
     return result
 
 
-def _finish(config: TrainConfig, run: TrackedRun, result: TrainResult) -> None:
+def _finish(config: TrainConfig, task, run: TrackedRun, result: TrainResult) -> None:
     """Describe the run and, with ``--register_as``, register its model."""
-    run.describe(headline(config, result.metrics, result.steps))
+    run.describe(headline(config, task, result.metrics, result.steps))
     if config.register_as:
         version = register(
             run.client, run.run_id, config.register_as, MONITOR, result.best_score, "minimize"

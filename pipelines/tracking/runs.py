@@ -53,7 +53,6 @@ class TrackedRun:
     experiment_id: str
     outbox: TrackingOutbox
     client: MlflowClient
-    resumed: bool = False
 
     def describe(self, text: str) -> None:
         """The run's description in the UI (markdown)."""
@@ -142,7 +141,7 @@ def tracked_run(
     )
     outbox = TrackingOutbox(run_id, transport_for(uri, client), spool_dir=run_dir(run_id))
     outbox.set_tags({**tags, **({} if named else {MLFLOW_RUN_NAME: f"{run_name}-{run_id[:8]}"})})
-    run = TrackedRun(run_id, experiment_id, outbox, client, resumed=bool(resume_run_id))
+    run = TrackedRun(run_id, experiment_id, outbox, client)
     sampler = SystemMetricsSampler(outbox, client, resume=bool(resume_run_id))
     if system_metrics:
         sampler.start()
