@@ -27,8 +27,11 @@ $(STAMP): pyproject.toml
 run: venv
 	mlflow run . --env-manager local
 
+# Two workers: much of the suite waits on subprocesses and servers, so two share two cores well.
+# Each test's budget is in steps, not seconds, so a slower worker changes no result.
+TEST_WORKERS ?= 2
 test: venv
-	python -m pytest -m "slow or not slow" --durations=30
+	python -m pytest -m "slow or not slow" -n $(TEST_WORKERS) --dist worksteal --durations=30
 
 test-fast: venv
 	python -m pytest

@@ -101,9 +101,12 @@ class MlflowServer:
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
             *self.extra_args,
         ]  # fmt: skip
+        # MLflow 3.17's server starts four job-queue consumers (GenAI jobs, each importing
+        # mlflow) that nothing here uses: off, they cost no CPU on a two-core CI machine
+        env = subprocess_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **self.env)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(**self.env),
+                command, stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + timeout_s
