@@ -162,6 +162,9 @@ HOW: dict[str, Runnable | Elsewhere] = {
     "python -m benchmarks.lstm_copy_budget --max_minutes 25": Runnable(
         {"max_minutes": "0.05", "every": "1", "variants": " ".join(BENCH_TRAIN)},
         saves="lstm_copy_budget"),
+    f"{MLFLOW_RUN} -e reproduce -P budget_minutes=90": Runnable(
+        {"budget_minutes": "0.2", "batches_per_epoch": "2", "val_size": "16", "test_size": "8",
+         "mnist_train_subset": "256"}, mnist=True),
     "make test-fast": Elsewhere("a subset of `make test`"),
     "make lint": Elsewhere("ruff, run by developers before every commit"),
     "make format": Elsewhere("ruff, run by developers"),
