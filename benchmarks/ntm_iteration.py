@@ -22,6 +22,7 @@ Each variant runs in a fresh process (a compile, a thread count), with the same 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import subprocess
@@ -95,7 +96,7 @@ def measure(variant: str, iterations: int, warmup: int, seed: int) -> dict:
             marks.append(time.perf_counter())
             optimizer.step()
             marks.append(time.perf_counter())
-        for part, (begin, end) in zip(PARTS, zip(marks, marks[1:], strict=False), strict=True):
+        for part, (begin, end) in zip(PARTS, itertools.pairwise(marks), strict=True):
             totals[part] += end - begin
         sequences += inputs.shape[0]
     wall = time.perf_counter() - started

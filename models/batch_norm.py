@@ -46,14 +46,31 @@ class StepwiseBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, step: int) -> torch.Tensor:
         if self.training:
-            mean = x.mean(dim=0)
-            var = x.var(dim=0, unbiased=False)
-            with torch.no_grad():
-                unbiased = var * x.shape[0] / max(x.shape[0] - 1, 1)
-                self.running_mean[step].lerp_(mean, self.momentum)
-                self.running_var[step].lerp_(unbiased, self.momentum)
-        else:
-            mean, var = self.running_mean[step], self.running_var[step]
+            out, mean, var = self.normalize_batch(x, step)
+            self.record(step, mean, var, x.shape[0])
+            return out
+        return self._normalize(x, self.running_mean[step], self.running_var[step], step)
+
+    def normalize_batch(
+        self, x: torch.Tensor, step: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training-mode ``BN(x)`` with the batch's statistics, which it also returns and
+        does *not* record: a compiled step stays free of in-place buffer updates indexed by
+        the step (:meth:`record` runs outside it)."""
+        mean = x.mean(dim=0)
+        var = x.var(dim=0, unbiased=False)
+        return self._normalize(x, mean, var, step), mean, var
+
+    @torch.no_grad()
+    def record(self, step: int, mean: torch.Tensor, var: torch.Tensor, batch: int) -> None:
+        """Fold one batch's statistics into the running statistics of ``step``."""
+        unbiased = var * batch / max(batch - 1, 1)
+        self.running_mean[step].lerp_(mean, self.momentum)
+        self.running_var[step].lerp_(unbiased, self.momentum)
+
+    def _normalize(
+        self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, step: int
+    ) -> torch.Tensor:
         index = 0 if self.gamma.shape[0] == 1 else step
         out = (x - mean) * torch.rsqrt(var + self.eps) * self.gamma[index]
         if self.beta is not None:

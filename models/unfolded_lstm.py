@@ -156,18 +156,69 @@ class RecurrentBNLSTM(nn.Module):
             self.norm_c = StepwiseBatchNorm(hidden, steps, shift=True, **shared)
         self.classifier = nn.Linear(hidden, classes)
 
+    def fuse_step(self, mode: str | None = None) -> None:
+        """Train through a compiled (fused) time step.
+
+        A pixel sequence is 784 steps of a dozen small kernels each, forward and backward;
+        compiled, a step is a few fused ones. The compiled step uses batch statistics only
+        (no step index, no buffer update), so one graph serves every time step; the running
+        statistics are recorded outside it. Like the NTM's, it serves training (grad
+        enabled, train mode) only: evaluation uses other statistics and batch sizes.
+        """
+        torch.compiler.reset()  # see NTM.fuse_step: a fresh cache per model
+        self._fused_step = torch.compile(self._batch_statistics_step, dynamic=False, mode=mode)
+
+    @property
+    def fused(self) -> bool:
+        return self.__dict__.get("_fused_step") is not None
+
+    def __getstate__(self) -> dict:
+        """Pickles and deep copies carry the eager module only (a compiled step is local)."""
+        state = dict(super().__getstate__())
+        state.pop("_fused_step", None)
+        return state
+
+    def _batch_statistics_step(
+        self, x_term: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """One training step normalized with the batch's statistics, which it returns."""
+        h_term = h @ self.recurrent_weight.T
+        x_term, x_mean, x_var = self.norm_x.normalize_batch(x_term)
+        h_term, h_mean, h_var = self.norm_h.normalize_batch(h_term)
+        i, f, g, o = (x_term + h_term + self.bias).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        shown, c_mean, c_var = self.norm_c.normalize_batch(c)
+        return (
+            torch.sigmoid(o) * torch.tanh(shown),
+            c,
+            (x_mean, x_var, h_mean, h_var, c_mean, c_var),
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
         inputs = x @ self.input_weight.T  # all steps at once: [B, T, 4H]
         h = x.new_zeros(batch, self.hidden)
         c = x.new_zeros(batch, self.hidden)
+        fused = self.fused and self.batch_norm and self.training and torch.is_grad_enabled()
+        if fused:  # a starting state that requires grad like every later one: one graph
+            h, c = h.requires_grad_(), c.requires_grad_()
         # unbind, not inputs[:, t]: each slice's backward would add a full [B, T, 4H] zero
         # tensor, which makes a 784-step pixel sequence quadratic in its length
         for t, x_term in enumerate(inputs.unbind(dim=1)):
             step = min(t, self.steps - 1)
+            if fused:
+                h, c, statistics = self._fused_step(x_term, h, c)
+                self._record(step, statistics, batch)
+                continue
             h_term = h @ self.recurrent_weight.T
             if self.batch_norm:
                 x_term, h_term = self.norm_x(x_term, step), self.norm_h(h_term, step)
             norm_c = self.norm_c if self.batch_norm else None
             h, c = lstm_update(x_term + h_term + self.bias, c, norm_c, step)
         return self.classifier(h)
+
+    def _record(self, step: int, statistics: tuple[torch.Tensor, ...], batch: int) -> None:
+        x_mean, x_var, h_mean, h_var, c_mean, c_var = statistics
+        self.norm_x.record(step, x_mean, x_var, batch)
+        self.norm_h.record(step, h_mean, h_var, batch)
+        self.norm_c.record(step, c_mean, c_var, batch)

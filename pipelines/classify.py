@@ -55,6 +55,7 @@ from pipelines.tracking.runs import tracked_run
 
 CLASSIFIERS = ("unfolded_lstm", "bn_lstm", "lstm", "mlp", "cnn")
 SEQUENCE_VIEWS = ("rows", "pixels", "permuted")
+PIXEL_VIEWS = ("pixels", "permuted")  # 784 steps: a compile (~30 s) pays off within an epoch
 DEPTH_MODELS = ("unfolded_lstm", "mlp")
 
 
@@ -90,6 +91,10 @@ class ClassifyConfig:
     )
     data_dir: str | None = option(None, "MNIST root with MNIST/raw (empty: $NTMLAB_MNIST_DIR)")
     grad_norm_every: int = option(50, "log per-layer gradient norms every n steps", min=1)
+    compile: bool | None = option(
+        None, "bn_lstm: train through a compiled (fused) time step (empty: on for the 784-step "
+        "views pixels and permuted)",
+    )  # fmt: skip
     progress_bar: bool = option(True, "show Lightning's progress bar")
     seed: int = option(0, "seed of weights, split, shuffling and permutation", min=0)
     experiment_name: str | None = option(None, "MLflow experiment (default: mnist)")
@@ -100,6 +105,8 @@ class ClassifyConfig:
             self.view = {"unfolded_lstm": "flat", "mlp": "flat", "cnn": "image"}.get(
                 self.model, "rows"
             )
+        if self.compile is None:
+            self.compile = self.model == "bn_lstm" and self.batch_norm and self.view in PIXEL_VIEWS
 
     def check(self) -> None:
         wanted = {"unfolded_lstm": ("flat",), "mlp": ("flat",), "cnn": ("image",)}
@@ -108,6 +115,9 @@ class ClassifyConfig:
             raise ConfigError(
                 f"--view {self.view} does not fit --model {self.model} (use {'/'.join(allowed)})"
             )
+        if self.compile and (self.model != "bn_lstm" or not self.batch_norm):
+            raise ConfigError("--compile true: only the bn_lstm (with --batch_norm true) has a "
+                              "compiled step")  # fmt: skip
 
 
 def make_classifier(config: ClassifyConfig, input_shape: tuple[int, ...]) -> nn.Module:
@@ -206,6 +216,8 @@ def _fit(config, data, run_id, outbox, placement, callbacks) -> tuple[dict[str, 
     """Fit and test; on rank 0 (``outbox`` given) also log. A DDP worker passes no outbox."""
     pl.seed_everything(config.seed, workers=True, verbose=False)
     core = make_classifier(config, data.input_shape)
+    if config.compile:
+        core.fuse_step()
     module = ClassifierModule(core, config.lr, lr_schedule=config.lr_schedule,
                               clip_value=config.clip_value,
                               grad_norm_every=config.grad_norm_every)  # fmt: skip

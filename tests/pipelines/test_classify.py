@@ -6,7 +6,7 @@ import mlflow
 import pytest
 import torch
 
-from pipelines.classify import epochs_trained
+from pipelines.classify import ClassifyConfig, epochs_trained
 from pipelines.classify import main as classify_main
 from pipelines.config import parse_config
 from pipelines.tracking.datasets import raw_files_digest
@@ -99,3 +99,23 @@ def test_every_grid_cell_trains_where_the_grid_is_placed():
     ] * len(cells(config))
     cells(config)[0].placement.devices = "1"
     assert config.placement.devices == "2", "each cell has its own copy"
+
+
+@pytest.mark.parametrize(
+    ("argv", "compiled"),
+    [(["--model", "bn_lstm", "--view", "pixels"], True),
+     (["--model", "bn_lstm", "--view", "permuted"], True),
+     (["--model", "bn_lstm", "--view", "rows"], False),
+     (["--model", "bn_lstm", "--view", "pixels", "--compile", "false"], False),
+     (["--model", "bn_lstm", "--view", "pixels", "--batch_norm", "false"], False),
+     (["--model", "lstm", "--view", "pixels"], False)],
+)  # fmt: skip
+def test_the_bn_lstm_compiles_its_step_by_default_on_784_step_views(argv, compiled):
+    assert parse_config(ClassifyConfig, argv).compile is compiled
+
+
+def test_compile_is_refused_for_a_model_without_a_compiled_step(client, capsys):
+    assert classify_main(["--model", "mlp", "--compile", "true"]) == 2
+    assert (
+        "only the bn_lstm (with --batch_norm true) has a compiled step" in capsys.readouterr().err
+    )
