@@ -44,8 +44,8 @@ WEIGHTS = {
     "ntm-associative_recall": 16.0,
     "unfolded-10": 4.0,
     "unfolded-30": 8.0,
-    "lstm-rows": 8.0,
-    "bn_lstm-rows": 10.0,
+    "bn_lstm-rows": 14.0,
+    "lstm-rows": 4.0,  # the same steps as the BN-LSTM, which an LSTM runs about 4x faster
 }
 MIN_MINUTES = 1 / 60  # a training past the deadline still runs (briefly) and reports
 REPRODUCED, BETTER, NOT_REPRODUCED = "reproduced", "better", "not reproduced"
@@ -264,22 +264,22 @@ def unfolded_depth(evidence: Evidence) -> Finding:
 
 
 def cooijmans(evidence: Evidence) -> Finding:
-    """The paper's claim is the ordering (BN-LSTM at least as good as the LSTM, for the same
-    training). Pixel MNIST (784 steps) is out of this machine's reach, so the ordering is
-    checked on rows (28 steps) with equal budgets, and the figures say which view they are."""
-    results = {
-        model: evidence.classifier(f"{model}-rows", model=model, view="rows")
-        for model in ("lstm", "bn_lstm")
-    }
-    lstm, bn = (100 * results[model].metrics["test_acc"] for model in ("lstm", "bn_lstm"))
+    """The paper's claim is the ordering: the BN-LSTM at least as good as the LSTM after the same
+    training steps. Pixel MNIST (784 steps) is out of this machine's reach, so the ordering is
+    checked on rows (28 steps), and the figures say which view they are."""
+    bn_run = evidence.classifier("bn_lstm-rows", model="bn_lstm", view="rows")
+    # the same optimizer steps (the LSTM's steps are cheaper, so its budget is a cap only)
+    lstm_run = evidence.classifier("lstm-rows", model="lstm", view="rows", max_steps=bn_run.steps)
+    bn, lstm = (100 * run.metrics["test_acc"] for run in (bn_run, lstm_run))
+    epochs = bn_run.metrics["epochs_trained"]
     hours = PIXEL_EPOCHS_NEEDED * sum(PIXEL_SECONDS_PER_EPOCH.values()) / 3600
     return Finding(
         "cooijmans_mnist", "Cooijmans et al. 2016",
         "BN-LSTM >= LSTM: pixel MNIST 99.0 vs 98.9 %, permuted 95.4 vs 90.2 %",
-        f"rows (28 steps), equal budgets: BN-LSTM {bn:.2f} %, LSTM {lstm:.2f} %; pixels not run "
-        f"({PIXEL_EPOCHS_NEEDED} epochs of both need ~{hours:.0f} h on 2 CPU cores)",
-        REPRODUCED if bn >= lstm - 0.1 else NOT_REPRODUCED,
-        [result.run_id for result in results.values()],
+        f"rows (28 steps), {bn_run.steps:,} steps each ({epochs:.1f} epochs): BN-LSTM {bn:.2f} %, "
+        f"LSTM {lstm:.2f} %; pixels not run ({PIXEL_EPOCHS_NEEDED} epochs of both need "
+        f"~{hours:.0f} h on 2 CPU cores)",
+        REPRODUCED if bn >= lstm - 0.1 else NOT_REPRODUCED, [bn_run.run_id, lstm_run.run_id],
     )  # fmt: skip
 
 
@@ -302,7 +302,7 @@ TRAININGS_OF = {
     "ntm_vs_lstm": ("ntm-copy", "lstm-copy"),
     "associative_recall": ("ntm-associative_recall",),
     "unfolded_depth": ("unfolded-10", "unfolded-30"),
-    "cooijmans_mnist": ("lstm-rows", "bn_lstm-rows"),
+    "cooijmans_mnist": ("bn_lstm-rows", "lstm-rows"),
 }
 
 
