@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from models.batch_norm import StepwiseBatchNorm
+from models.fused_step import FusedStep
 
 FORGET_BIAS = 1.0
 
@@ -128,7 +129,7 @@ class UnfoldedLSTM(nn.Module):
 SEQUENCE_BN_EPS = 1e-2
 
 
-class RecurrentBNLSTM(nn.Module):
+class RecurrentBNLSTM(FusedStep, nn.Module):
     """Sequence ``[B, T, input_size]`` -> class logits from the last ``h`` (BN-LSTM over time,
     per-time-step statistics for the first ``steps`` steps, the last ones reused beyond)."""
 
@@ -156,27 +157,12 @@ class RecurrentBNLSTM(nn.Module):
             self.norm_c = StepwiseBatchNorm(hidden, steps, shift=True, **shared)
         self.classifier = nn.Linear(hidden, classes)
 
-    def fuse_step(self, mode: str | None = None) -> None:
-        """Train through a compiled (fused) time step.
-
-        A pixel sequence is 784 steps of a dozen small kernels each, forward and backward;
-        compiled, a step is a few fused ones. The compiled step uses batch statistics only
-        (no step index, no buffer update), so one graph serves every time step; the running
-        statistics are recorded outside it. Like the NTM's, it serves training (grad
-        enabled, train mode) only: evaluation uses other statistics and batch sizes.
-        """
-        torch.compiler.reset()  # see NTM.fuse_step: a fresh cache per model
-        self._fused_step = torch.compile(self._batch_statistics_step, dynamic=False, mode=mode)
-
-    @property
-    def fused(self) -> bool:
-        return self.__dict__.get("_fused_step") is not None
-
-    def __getstate__(self) -> dict:
-        """Pickles and deep copies carry the eager module only (a compiled step is local)."""
-        state = dict(super().__getstate__())
-        state.pop("_fused_step", None)
-        return state
+    def _step_to_fuse(self):
+        """The step :meth:`fuse_step` compiles: it normalizes with the batch's statistics only
+        (no step index, no buffer update), so one graph serves all 784 steps of a pixel
+        sequence, and the running statistics are recorded outside it. Like the NTM's, it serves
+        training (grad enabled, train mode) only: evaluation uses other statistics."""
+        return self._batch_statistics_step
 
     def _batch_statistics_step(
         self, x_term: torch.Tensor, h: torch.Tensor, c: torch.Tensor

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from models.fused_step import FusedStep
 from models.ntm.addressing import address
 from models.ntm.controller import build_controller
 from models.ntm.heads import HeadProjection
@@ -86,7 +87,7 @@ def _contiguous(state: NTMState) -> NTMState:
     )  # fmt: skip
 
 
-class NTM(nn.Module):
+class NTM(FusedStep, nn.Module):
     def __init__(self, config: NTMConfig) -> None:
         super().__init__()
         self.config = config
@@ -122,31 +123,11 @@ class NTM(nn.Module):
             controller=self.controller.initial_state(batch, like),
         )
 
-    def fuse_step(self, mode: str | None = None) -> None:
-        """Train through a compiled (fused) :meth:`step`.
-
-        Eager, one step is hundreds of tiny kernels, forward and backward; compiled, it is a
-        few fused ones. The step's shapes depend on the batch size only, so one graph serves
-        every sequence length. Only steps that build a graph for backward use it: evaluation
-        (no grad) runs on other batch sizes, each of which would cost a compile of its own,
-        and stays eager. ``mode`` is ``torch.compile``'s.
-        """
-        # compiled code is cached per function and guarded on this instance: a process that
-        # builds model after model (an Optuna study) would hit Dynamo's recompile limit and
-        # fall back to eager without a word, so start from empty caches (Inductor's on-disk
-        # cache still makes a repeated graph cheap)
-        torch.compiler.reset()
-        self._fused_step = torch.compile(self.step, dynamic=False, mode=mode)
-
-    @property
-    def fused(self) -> bool:
-        return self.__dict__.get("_fused_step") is not None
-
-    def __getstate__(self) -> dict:
-        """Pickles and deep copies carry the eager module only (a compiled step is local)."""
-        state = dict(super().__getstate__())
-        state.pop("_fused_step", None)
-        return state
+    def _step_to_fuse(self):
+        """:meth:`step`, which :meth:`fuse_step` compiles. Only steps that build a graph for
+        backward use it: evaluation (no grad) runs on other batch sizes, each of which would
+        cost a compile of its own, and stays eager."""
+        return self.step
 
     def step(self, inputs: torch.Tensor, state: NTMState) -> tuple[torch.Tensor, NTMState]:
         """One time step: ``inputs [B,I]`` -> features ``[B, C + R*M]`` for the readout."""

@@ -11,6 +11,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from models.unfolded_lstm import RecurrentBNLSTM
+from tests.models.fused_checks import assert_fused_equals_eager
 
 pytestmark = pytest.mark.slow  # compiles a graph (~10-30 s on 2 CPU cores)
 
@@ -21,20 +22,12 @@ def test_fused_step_matches_the_eager_step_and_records_the_same_statistics():
     eager = copy.deepcopy(fused)
     fused.fuse_step()
     inputs, labels = torch.randn(6, 7, 3), torch.randint(0, 10, (6,))  # 7 steps > 4 statistics
-    outputs = {}
-    for name, model in (("eager", eager), ("fused", fused)):
-        graphs = counters["stats"]["unique_graphs"]
+
+    def loss_of(model):
         logits = model(inputs)
-        torch.nn.functional.cross_entropy(logits, labels).backward()
-        outputs[name] = logits.detach()
-        compiled = counters["stats"]["unique_graphs"] - graphs
-        # one graph serves every step (a silent fallback to eager would compile none)
-        assert compiled == (1 if name == "fused" else 0), (name, compiled)
-    assert torch.allclose(outputs["fused"], outputs["eager"], atol=1e-5, rtol=0)
-    for (name, p_eager), (_, p_fused) in zip(
-        eager.named_parameters(), fused.named_parameters(), strict=True
-    ):
-        assert torch.allclose(p_fused.grad, p_eager.grad, atol=1e-5, rtol=0), name
+        return logits, torch.nn.functional.cross_entropy(logits, labels)
+
+    assert_fused_equals_eager(eager, fused, loss_of)
     for (name, b_eager), (_, b_fused) in zip(
         eager.named_buffers(), fused.named_buffers(), strict=True
     ):

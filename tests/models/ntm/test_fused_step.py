@@ -11,6 +11,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from models.ntm import NTM, NTMConfig
+from tests.models.fused_checks import assert_fused_equals_eager
 
 pytestmark = pytest.mark.slow  # each case compiles a graph (~10-30 s on 2 CPU cores)
 
@@ -34,20 +35,12 @@ def test_fused_step_matches_the_eager_step(controller, reads, writes, shift):
     fused.fuse_step()
     inputs = torch.rand(3, 7, 5)
     targets = torch.rand(3, 7, 4)
-    outputs = {}
-    for name, model in (("eager", eager), ("fused", fused)):
-        graphs = counters["stats"]["unique_graphs"]
+
+    def loss_of(model):
         logits = model(inputs)
-        torch.nn.functional.binary_cross_entropy_with_logits(logits, targets).backward()
-        outputs[name] = logits.detach()
-        compiled = counters["stats"]["unique_graphs"] - graphs
-        # one graph serves every step (a silent fallback to eager would compile none)
-        assert compiled == (1 if name == "fused" else 0), (name, compiled)
-    assert torch.allclose(outputs["fused"], outputs["eager"], atol=1e-5, rtol=0)
-    for (name, p_eager), (_, p_fused) in zip(
-        eager.named_parameters(), fused.named_parameters(), strict=True
-    ):
-        assert torch.allclose(p_fused.grad, p_eager.grad, atol=1e-5, rtol=0), name
+        return logits, torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+
+    assert_fused_equals_eager(eager, fused, loss_of)
     # another length reuses the graph (shapes depend on the batch size only), and a
     # different length gives the same numbers as eager too
     graphs = counters["stats"]["unique_graphs"]
