@@ -503,7 +503,10 @@ def hpo(config: HpoConfig) -> optuna.Study:
     experiment = config.experiment_name or f"hpo-{config.task}"
     parent_id = _parent_run_id(study)
     tags = {"ntmlab.pipeline": "hpo", "optuna.study_name": config.study_name}
-    with tracked_run(experiment, f"hpo-{config.study_name}", tags, resume_run_id=parent_id) as run:
+    # several workers may hold the study's parent run open at once (shared storage)
+    with tracked_run(
+        experiment, f"hpo-{config.study_name}", tags, resume_run_id=parent_id, shared=True
+    ) as run:
         if parent_id is None:
             study.set_user_attr(PARENT_RUN_ATTR, run.run_id)
             params = flatten_params(config)

@@ -270,7 +270,8 @@ def cooijmans(evidence: Evidence) -> Finding:
     checked on rows (28 steps), and the figures say which view they are."""
     bn_run = evidence.classifier("bn_lstm-rows", model="bn_lstm", view="rows")
     # the same optimizer steps (the LSTM's steps are cheaper, so its budget is a cap only)
-    lstm_run = evidence.classifier("lstm-rows", model="lstm", view="rows", max_steps=bn_run.steps)
+    steps = max(bn_run.steps, 1)
+    lstm_run = evidence.classifier("lstm-rows", model="lstm", view="rows", max_steps=steps)
     bn, lstm = (100 * run.metrics["test_acc"] for run in (bn_run, lstm_run))
     epochs = bn_run.metrics["epochs_trained"]
     hours = PIXEL_EPOCHS_NEEDED * sum(PIXEL_SECONDS_PER_EPOCH.values()) / 3600

@@ -37,6 +37,7 @@ PERMANENT_ERRORS = frozenset(
 )
 SPOOL_FILE = "pending_metrics.jsonl"
 STATE_SPOOL_FILE = "pending_state.json"
+WORKER_SPOOLS = "workers"  # <run dir>/workers/<host>-<pid>: one spool per process of a shared run
 # MLflow's log_batch limits per request
 METRICS_PER_BATCH, PARAMS_PER_BATCH, TAGS_PER_BATCH = 1000, 100, 100
 
@@ -319,15 +320,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_id")
     parser.add_argument("--timeout_s", type=float, default=60.0)
     args = parser.parse_args(argv)
-    outbox = TrackingOutbox(args.run_id)
-    if not outbox.pending:
-        print(f"nothing pending for run {args.run_id} in {outbox.spool_dir}")
-        return 0
-    count = outbox.pending
-    if outbox.close(args.timeout_s):
-        print(f"uploaded {count} buffered items of run {args.run_id}")
-        return 0
-    return 1
+    home = run_dir(args.run_id)
+    spools = [home, *sorted(path for path in (home / WORKER_SPOOLS).glob("*") if path.is_dir())]
+    failed = 0
+    for spool in spools:
+        outbox = TrackingOutbox(args.run_id, spool_dir=spool)
+        if not outbox.pending:
+            print(f"nothing pending for run {args.run_id} in {spool}")
+            continue
+        count = outbox.pending
+        if outbox.close(args.timeout_s):
+            print(f"uploaded {count} buffered items of run {args.run_id} from {spool}")
+        else:
+            failed += 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
@@ -23,7 +25,7 @@ from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
 from pipelines.interrupts import RunInterrupted
-from pipelines.tracking.outbox import TrackingOutbox
+from pipelines.tracking.outbox import WORKER_SPOOLS, TrackingOutbox
 from pipelines.tracking.store import (
     DEFAULT_EXPERIMENT_ID,
     EXPERIMENT_KIND_TAG,
@@ -123,6 +125,7 @@ def tracked_run(
     nested: bool = False,
     resume_run_id: str | None = None,
     system_metrics: bool = False,
+    shared: bool = False,
 ) -> Iterator[TrackedRun]:
     """Open (or continue) a run and guarantee it ends with an honest status.
 
@@ -130,7 +133,9 @@ def tracked_run(
     pipeline reopens that run; a run ``mlflow run`` started for the resume is tagged with where
     the work went and left to ``mlflow run`` to end. ``system_metrics`` samples the machine
     (``system/...``) while the run is open. On success, once everything is delivered, the run's
-    local directory (checkpoints, spool) is removed: the artifacts hold it all.
+    local directory (checkpoints, spool) is removed: the artifacts hold it all. A ``shared`` run
+    (an HPO study's parent, which several workers on one machine hold open at once) spools
+    into a directory of this process's own and removes only that.
     """
     uri = tracking_uri()
     check_reachable(uri)
@@ -139,7 +144,8 @@ def tracked_run(
     run_id, experiment_id, named = _open(
         client, experiment_name, run_name, tags, nested, resume_run_id
     )
-    outbox = TrackingOutbox(run_id, transport_for(uri, client), spool_dir=run_dir(run_id))
+    spool = worker_spool_dir(run_id) if shared else run_dir(run_id)
+    outbox = TrackingOutbox(run_id, transport_for(uri, client), spool_dir=spool)
     outbox.set_tags({**tags, **({} if named else {MLFLOW_RUN_NAME: f"{run_name}-{run_id[:8]}"})})
     run = TrackedRun(run_id, experiment_id, outbox, client)
     sampler = SystemMetricsSampler(outbox, client, resume=bool(resume_run_id))
@@ -167,12 +173,17 @@ def tracked_run(
         outbox.end_run(status)
         delivered = outbox.close(timeout_s=timeout_s)
         if delivered and status == "FINISHED":
-            shutil.rmtree(run_dir(run_id), ignore_errors=True)
+            shutil.rmtree(spool, ignore_errors=True)
     if rejected:
         raise TrackingRejected(
             f"the tracking store rejected {len(rejected)} of run {run_id}'s items "
             f"({rejected[0]}); the run ended FAILED"
         )
+
+
+def worker_spool_dir(run_id: str) -> Path:
+    """This process's spool for a run other processes may hold open too (see ``shared``)."""
+    return run_dir(run_id) / WORKER_SPOOLS / f"{socket.gethostname()}-{os.getpid()}"
 
 
 def fail_inherited_run(message: str) -> None:
