@@ -45,10 +45,15 @@ def lstm_update(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(h', c')`` from pre-activation ``gates`` ``[B, 4H]`` (order i, f, g, o); the new cell
     state is normalized with ``norm_c``'s statistics of ``step`` before the tanh (if given)."""
-    i, f, g, o = gates.chunk(4, dim=1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    o, c = lstm_cell_state(gates, c)
     shown = c if norm_c is None else norm_c(c, step)
     return torch.sigmoid(o) * torch.tanh(shown), c
+
+
+def lstm_cell_state(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The output gate's pre-activation and the new cell state from ``gates`` (i, f, g, o)."""
+    i, f, g, o = gates.chunk(4, dim=1)
+    return o, torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
 
 
 class UnfoldedLSTM(nn.Module):
@@ -171,8 +176,7 @@ class RecurrentBNLSTM(FusedStep, nn.Module):
         h_term = h @ self.recurrent_weight.T
         x_term, x_mean, x_var = self.norm_x.normalize_batch(x_term)
         h_term, h_mean, h_var = self.norm_h.normalize_batch(h_term)
-        i, f, g, o = (x_term + h_term + self.bias).chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        o, c = lstm_cell_state(x_term + h_term + self.bias, c)
         shown, c_mean, c_var = self.norm_c.normalize_batch(c)
         return (
             torch.sigmoid(o) * torch.tanh(shown),
