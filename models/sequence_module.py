@@ -131,6 +131,33 @@ class SequenceModule(pl.LightningModule):
         schedule = {"scheduler": plateau, "monitor": "val_bits_per_seq", "interval": "epoch"}
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
+    def restart_from(self, state: dict[str, torch.Tensor]) -> None:
+        """Start training again from ``state`` (fresh weights for the core): the optimizer
+        forgets its moments, the rate returns to ``lr`` and the plateau decay to its start.
+
+        The weights are copied in place, so a compiled step keeps using them.
+        """
+        self.model.load_state_dict(state)
+        for optimizer in self.trainer.optimizers:
+            optimizer.state.clear()  # Adam/RMSprop build fresh moments at their next step
+            for group in optimizer.param_groups:
+                group["lr"] = self.hparams.lr
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.best, scheduler.num_bad_epochs = scheduler.mode_worse, 0
+                scheduler.cooldown_counter = 0
+
+    def roll_back_to(self, state: dict[str, torch.Tensor]) -> None:
+        """Return to ``state`` (the weights of an earlier best) at half the rate: the rate
+        that let a spike throw the run back was too high for where the run had got to. The
+        optimizer keeps its moments; after a spike their large second moments keep the next
+        steps small."""
+        self.model.load_state_dict(state)
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] /= 2
+
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
     ):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 
 import pytorch_lightning as pl
 
@@ -87,3 +89,115 @@ class FirstStepTimer(pl.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         if self.seconds is None and self._started is not None:
             self.seconds = time.perf_counter() - self._started
+
+
+class RecoverFromSetbacks(pl.Callback):
+    """Two setbacks of NTM training, each with its remedy, decided on validation ``metric``.
+
+    - **A relapse**: a validation above ``relapse_factor`` x the start's best + 1 (e.g. copy
+      back at chance after 0.6 bits/seq). The weights of the start's best come back and the
+      rate halves (``module.roll_back_to``); Adam keeps its moments, whose large second moments
+      after the spike make the next steps small. ``relapse_factor`` 0 turns this off.
+    - **A stall**: ``patience`` validations in a row without a best lower by ``min_improvement``
+      (relative) than the start's own, while that best is above ``above``. Training starts
+      again from the weights ``fresh_state(k)`` builds for restart k (a seed of its own), with
+      a fresh optimizer and rate (``module.restart_from``). ``patience`` 0 turns this off.
+
+    The run's best checkpoint is kept across both, so neither can make the result worse.
+
+    Why a stall restarts rather than K short starts scored early: an early score does not tell
+    the seeds apart. Copy's seed 1 had the best first validation of ten seeds (1.06 bits/seq
+    after 200 steps); then a loss spike threw it to 18, and it stalled at 1.86 while the
+    plateau decay halved its rate to nothing (benchmarks/RESULTS.md, issue 22). Restarts cost
+    nothing on the seeds that converge.
+
+    Decisions are taken at validation end, after the metric is synced (every DDP process
+    decides alike; rank 0's decision is broadcast all the same), and carried out before the
+    next training batch, after that validation's checkpoints were written with the weights
+    they scored.
+    """
+
+    def __init__(
+        self,
+        metric: str,
+        above: float,
+        patience: int,
+        fresh_state: Callable[[int], dict],
+        relapse_factor: float = 0.0,
+        min_improvement: float = 0.01,
+    ) -> None:
+        self.metric, self.above, self.patience = metric, above, patience
+        self.fresh_state, self.relapse_factor = fresh_state, relapse_factor
+        self.min_improvement = min_improvement
+        self.restart_steps: list[int] = []
+        self.rollback_steps: list[int] = []
+        self._start_best = math.inf  # the best of this start, and its weights
+        self._best_state: dict | None = None
+        self._stalled = 0
+        self._pending: str | None = None  # "restart" or "rollback"
+
+    @property
+    def restarts(self) -> int:
+        return len(self.restart_steps)
+
+    @property
+    def rollbacks(self) -> int:
+        return len(self.rollback_steps)
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.metric)
+        if trainer.sanity_checking or value is None:
+            return
+        value = float(value)
+        best = self._start_best
+        decision = None
+        if self.relapse_factor and value > self.relapse_factor * best + 1.0:
+            decision = "rollback"
+        elif value < best:
+            if self.relapse_factor:
+                self._best_state = {
+                    k: v.detach().clone() for k, v in module.model.state_dict().items()
+                }
+            self._start_best = value
+        if value < best * (1.0 - self.min_improvement):
+            self._stalled = 0
+        else:
+            self._stalled += 1
+        if self.patience and self._stalled >= self.patience and self._start_best > self.above:
+            decision = "restart"
+        if trainer.world_size > 1:
+            decision = trainer.strategy.broadcast(decision, src=0)
+        self._pending = decision
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module, batch, batch_idx: int) -> None:
+        if self._pending is None:
+            return
+        step = trainer.global_step
+        if self._pending == "restart":
+            self.restart_steps.append(step)
+            module.restart_from(self.fresh_state(self.restarts))
+            self._start_best, self._best_state, self._stalled = math.inf, None, 0
+            metric = {"restarts": self.restarts}
+        else:
+            self.rollback_steps.append(step)
+            module.roll_back_to(self._best_state)
+            metric = {"rollbacks": self.rollbacks}
+        self._pending = None
+        if trainer.logger:
+            trainer.logger.log_metrics(metric, step=step)
+
+    def state_dict(self) -> dict:
+        return {
+            "restart_steps": list(self.restart_steps),
+            "rollback_steps": list(self.rollback_steps),
+            "start_best": self._start_best,
+            "best_state": self._best_state,
+            "stalled": self._stalled,
+            "pending": self._pending,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.restart_steps = list(state["restart_steps"])
+        self.rollback_steps = list(state["rollback_steps"])
+        self._start_best, self._best_state = state["start_best"], state["best_state"]
+        self._stalled, self._pending = state["stalled"], state["pending"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 from torch import nn
 
 from datamodules.synthetic import SyntheticDataModule, SyntheticTask, build_task
@@ -46,6 +48,16 @@ def make_core(model: ModelConfig, input_width: int, output_width: int) -> nn.Mod
     if model.name == "lstm":
         return LSTMSequenceModel(input_width, output_width, **model_options(model, "lstm"))
     raise ConfigError(f"--model: {model.name!r} is not a sequence model")
+
+
+def fresh_core_state(config: TrainConfig, task: SyntheticTask, restart: int) -> dict:
+    """The weights a new core starts from at restart ``restart`` (1, 2, ...): a seed of its
+    own, derived from the run's seed and the restart's number, so a run repeats exactly and no
+    restart shares its start with another seed's run. The global RNG is left as it was."""
+    seed = int(np.random.SeedSequence([config.seed, restart]).generate_state(1)[0])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make_core(config.model, task.input_width, task.output_width).state_dict()
 
 
 def make_module(config: TrainConfig, task: SyntheticTask) -> SequenceModule:

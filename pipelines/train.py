@@ -28,11 +28,18 @@ from pipelines.callbacks import (
     AlignLoggingStepOnResume,
     FirstStepTimer,
     RecordInCheckpoint,
+    RecoverFromSetbacks,
     StopAtThreshold,
 )
 from pipelines.cli import run_pipeline
 from pipelines.config import RESOLVED_PREFIX, flatten_params, from_dict, to_dict
-from pipelines.factory import count_parameters, make_datamodule, make_module, make_task
+from pipelines.factory import (
+    count_parameters,
+    fresh_core_state,
+    make_datamodule,
+    make_module,
+    make_task,
+)
 from pipelines.interrupts import (
     RunInterrupted,
     StopOnSignal,
@@ -295,6 +302,16 @@ def _fit_and_score(
     if config.trainer.stop_at is not None:
         stopper = StopAtThreshold(MONITOR, config.trainer.stop_at, MONITOR_MODE)
         fit_callbacks.append(stopper)
+    setbacks = None
+    if config.trainer.restart_patience or config.trainer.relapse_factor:
+        setbacks = RecoverFromSetbacks(
+            MONITOR,
+            above=config.trainer.restart_above,
+            patience=config.trainer.restart_patience,
+            fresh_state=partial(fresh_core_state, config, task),
+            relapse_factor=config.trainer.relapse_factor,
+        )
+        fit_callbacks.append(setbacks)
     fit_callbacks.append(AgreeOnStop())  # after every callback that may stop the fit
     if outbox is not None:
         logger = RunBoundLogger(run_id, outbox)
@@ -337,6 +354,8 @@ def _fit_and_score(
         "train_time_s": seconds,
         "sequences_seen": float(sequences),
         "train_seq_per_s": sequences / max(seconds, 1e-9),
+        "restarts": float(setbacks.restarts if setbacks is not None else 0),
+        "rollbacks": float(setbacks.rollbacks if setbacks is not None else 0),
     }
     if first_step.seconds is not None:  # the compile, with --compile
         metrics["first_step_s"] = first_step.seconds

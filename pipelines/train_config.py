@@ -50,6 +50,13 @@ class NtmTaskRecipe:
     lr_decay_patience: int
     beta_init: float = 0.0  # 0: Linear's bias (beta ~ 0.7)
     memory_init: str = "constant"
+    # restart from fresh weights after this many validations without a 1 % better best while
+    # that best is above restart_above, the task's convergence target (RestartOnPlateau)
+    restart_patience: int = 0
+    restart_above: float = 0.1
+    # roll back to the start's best weights at half the rate when a validation is above
+    # relapse_factor x that best + 1 bit (0: never)
+    relapse_factor: float = 2.0
 
 
 # A dense controller has no state, so it must use the memory: it solves copy. Repeat copy needs a
@@ -67,8 +74,10 @@ class NtmTaskRecipe:
 # 98.7-99.3 % at 12 items; trained on, seed 0 reached 99.89 %
 # (a trained glorot start and lr 1e-3 each solved only 1 seed of 4; benchmarks/RESULTS.md).
 NTM_TASK_RECIPES = {
-    "copy": NtmTaskRecipe("dense", True, 100, 1, 64, RECIPE_LR_DECAY_PATIENCE["ntm"]),
-    "repeat_copy": NtmTaskRecipe("lstm", True, 100, 1, 16, 0),
+    "copy": NtmTaskRecipe(
+        "dense", True, 100, 1, 64, RECIPE_LR_DECAY_PATIENCE["ntm"], restart_patience=8
+    ),
+    "repeat_copy": NtmTaskRecipe("lstm", True, 100, 1, 16, 0, restart_above=0.5),
     "associative_recall": NtmTaskRecipe(
         "dense", False, 256, 4, 32, 0, beta_init=5.0, memory_init="random"
     ),
@@ -227,6 +236,27 @@ class TrainerConfig:
     num_nodes: int = option(1, "nodes for multi-node training", min=1)
     strategy: str = option("auto", "Lightning strategy (auto, ddp, ...)")
     precision: str = option("32-true", "Lightning precision (32-true, bf16-mixed, ...)")
+    restart_patience: int | None = option(
+        None,
+        "start again from fresh weights (a seed of their own) once this many validations in "
+        "a row bring no 1 % better val_bits_per_seq while it is above --restart_above; the "
+        "best checkpoint is kept across starts (0: never; empty: the NTM's task recipe, other "
+        "models 0)",
+        min=0,
+    )
+    restart_above: float | None = option(
+        None,
+        "no restart once val_bits_per_seq is at or below this (empty: the NTM's task recipe, "
+        "the task's convergence target)",
+        min=0.0,
+    )
+    relapse_factor: float | None = option(
+        None,
+        "roll back to the best weights of the start at half the rate when val_bits_per_seq "
+        "rises above this x that best + 1 (0: never; empty: the NTM's task recipe, other "
+        "models 0)",
+        min=0.0,
+    )
     compile: bool | None = option(
         None, "NTM: train through a compiled (fused) step (empty: on for runs of at least "
         f"{COMPILE_FROM_STEPS} steps and {COMPILE_FROM_MINUTES:g} minute, where the compile, "
@@ -315,6 +345,13 @@ class TrainConfig:
             model.write_heads = recipe.heads
         if data.batch_size is None:
             data.batch_size = recipe.batch_size if is_ntm else RECIPE_BATCH_SIZE
+        trainer = self.trainer
+        if trainer.restart_patience is None:
+            trainer.restart_patience = recipe.restart_patience if is_ntm else 0
+        if trainer.relapse_factor is None:
+            trainer.relapse_factor = recipe.relapse_factor if is_ntm else 0.0
+        if trainer.restart_above is None:
+            trainer.restart_above = recipe.restart_above
         if optim.lr_decay_floor is None:
             optim.lr_decay_floor = RECIPE_LR_DECAY_FLOOR.get(model.name, 0.0)
         if optim.lr_decay_patience is None:

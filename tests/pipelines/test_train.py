@@ -9,7 +9,9 @@ import torch
 
 from datamodules.synthetic import CopyTask, SyntheticDataModule
 from pipelines.config import parse_config
-from pipelines.factory import make_core
+from pipelines.factory import fresh_core_state, make_core, make_task
+from pipelines.tracking.checkpoints import load_checkpoint
+from pipelines.tracking.resume import LAST, checkpoint_dir
 from pipelines.train import main, train
 from pipelines.train_config import TrainConfig
 from tests.conftest import ROOT, TINY_LSTM_ARGS, artifact_paths, subprocess_env
@@ -204,6 +206,32 @@ def test_stop_at_ends_training_early_and_records_when(client):
     assert metrics["reached_stop_at"] == 1.0
     assert metrics["steps_to_stop_at"] == 10
     assert metrics["sequences_to_stop_at"] == 160
+
+
+def test_a_stalled_start_restarts_from_fresh_weights_of_its_own_seed(client):
+    """At lr 1e-12 nothing improves, so with patience 1 the start stalls at its second
+    validation (step 20) and restarts; the weights then barely move, so the last checkpoint
+    (step 40) holds the fresh weights of restart 1."""
+    argv = [*NTM_TINY, "--max_steps", "40", "--lr", "1e-12", "--restart_patience", "1",
+            "--restart_above", "0", "--compile", "false"]  # fmt: skip
+    config = parse_config(TrainConfig, argv)
+    result = train(config)
+    run = client.get_run(result.run_id)
+    history = client.get_metric_history(result.run_id, "restarts")
+    assert run.data.metrics["restarts"] == 1.0
+    assert [(m.step, m.value) for m in history] == [(20, 1.0)]
+    last = load_checkpoint(checkpoint_dir(result.run_id) / LAST)["state_dict"]
+    fresh = fresh_core_state(config, make_task(config.data), 1)
+    initial = fresh_core_state(config, make_task(config.data), 0)
+    assert any(not torch.equal(fresh[k], initial[k]) for k in fresh), "a new seed's weights"
+    for name, value in fresh.items():
+        torch.testing.assert_close(last[f"model.{name}"], value, atol=1e-9, rtol=0)
+
+
+def test_the_ntm_copy_recipe_restarts_and_other_models_do_not():
+    assert parse_config(TrainConfig, []).trainer.restart_patience == 8
+    assert parse_config(TrainConfig, []).trainer.restart_above == 0.1
+    assert parse_config(TrainConfig, ["--model", "lstm"]).trainer.restart_patience == 0
 
 
 @pytest.mark.parametrize("task", ["repeat_copy", "associative_recall"])

@@ -1,0 +1,106 @@
+"""RecoverFromSetbacks' decisions: when a start has stalled or relapsed, and what follows."""
+
+from types import SimpleNamespace
+
+import torch
+
+from pipelines.callbacks import RecoverFromSetbacks
+
+
+class FakeModule:
+    """Stands for the SequenceModule: its core's weights are one number."""
+
+    def __init__(self) -> None:
+        self.model = torch.nn.Linear(1, 1, bias=False)
+        self.started_from: list[dict] = []
+        self.rolled_back_to: list[float] = []
+
+    def restart_from(self, state: dict) -> None:
+        self.started_from.append(state)
+
+    def roll_back_to(self, state: dict) -> None:
+        self.rolled_back_to.append(float(state["weight"]))
+
+
+def validations(callback: RecoverFromSetbacks, values, module: FakeModule | None = None) -> list:
+    """Feed validation scores, one training batch after each; the steps it restarted at."""
+    module = module or FakeModule()
+    trainer = SimpleNamespace(sanity_checking=False, world_size=1, logger=None, global_step=0)
+    for value in values:
+        trainer.global_step += 10
+        with torch.no_grad():  # the weights that scored ``value`` are tagged with it
+            module.model.weight.fill_(value)
+        trainer.callback_metrics = {"val_bits_per_seq": value}
+        callback.on_validation_end(trainer, module)
+        callback.on_train_batch_start(trainer, module, None, 0)
+    return callback.restart_steps
+
+
+def restarter(
+    above: float = 0.1, patience: int = 2, relapse_factor: float = 0.0
+) -> RecoverFromSetbacks:
+    return RecoverFromSetbacks(
+        "val_bits_per_seq", above, patience, lambda k: {"restart": k}, relapse_factor
+    )
+
+
+def test_a_start_restarts_after_patience_validations_without_a_1_percent_better_best():
+    module = FakeModule()
+    callback = restarter(patience=2)
+    # 3.99 and 3.97 are under 1 % better than 4.0: two stalled validations
+    steps = validations(callback, [5.0, 4.0, 3.99, 3.97], module)
+    assert steps == [40] and callback.restarts == 1
+    assert module.started_from == [{"restart": 1}], "restart k gets fresh state k"
+
+
+def test_the_fresh_start_is_judged_on_its_own_best():
+    callback = restarter(patience=2)
+    # the first start stalls at 1.0; the second starts worse (9.0) but keeps improving
+    steps = validations(callback, [1.0, 1.0, 1.0, 9.0, 6.0, 4.0, 2.0, 2.0, 2.0])
+    assert steps == [30, 90]
+
+
+def test_no_restart_once_the_start_is_at_or_below_the_target():
+    callback = restarter(above=0.1, patience=1)
+    assert validations(callback, [0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05]) == []
+
+
+def test_the_decision_and_counters_survive_a_checkpoint_round_trip():
+    callback = restarter(patience=2)
+    validations(callback, [5.0, 5.0, 5.0])
+    state = callback.state_dict()
+    resumed = restarter(patience=2)
+    resumed.load_state_dict(state)
+    assert resumed.restarts == 1 and resumed.restart_steps == [30]
+    assert validations(resumed, [7.0, 7.0]) == [30], "the resumed start has its own best"
+    assert resumed.restarts == 1
+    validations(resumed, [7.0])  # the second stalled validation of the resumed start
+    assert resumed.restarts == 2
+
+
+def test_the_sanity_check_is_not_a_validation():
+    callback = restarter(patience=1)
+    trainer = SimpleNamespace(sanity_checking=True, world_size=1, logger=None)
+    trainer.callback_metrics = {"val_bits_per_seq": 5.0}
+    for _ in range(3):
+        callback.on_validation_end(trainer, FakeModule())
+    assert callback.state_dict()["stalled"] == 0 and not callback.state_dict()["pending"]
+
+
+def test_a_relapse_rolls_back_to_the_best_weights_of_the_start():
+    module = FakeModule()
+    callback = restarter(patience=0, relapse_factor=2.0)
+    # 4.0 is under 2 x 1.5 + 1, 18.0 above: back to the weights that scored 1.5 (then
+    # 3.7 is under 2 x 1.4 + 1)
+    validations(callback, [3.0, 1.5, 4.0, 18.0, 1.4, 3.0, 3.7], module)
+    assert callback.rollback_steps == [40] and module.rolled_back_to == [1.5]
+    assert callback.restarts == 0, "patience 0: no restarts"
+
+
+def test_a_restart_forgets_the_best_weights_of_the_previous_start():
+    module = FakeModule()
+    callback = restarter(patience=2, relapse_factor=2.0)
+    # start 1 stalls at 1.0 and restarts at step 30; start 2's relapse returns to its own 9.0
+    validations(callback, [1.0, 1.0, 1.0, 9.0, 30.0], module)
+    assert callback.restart_steps == [30] and callback.rollback_steps == [50]
+    assert module.rolled_back_to == [9.0]
