@@ -50,6 +50,7 @@ def _row(result: dict) -> str:
     return (
         f"| {result['model']} | {result['seed']} | {'yes' if converged else 'no'} | "
         f"{seconds:.0f} | {sequences:.0f} | {result['best_val_bits_per_seq']:.3f} | "
+        f"{result.get('restarts', 0):.0f} | {result.get('rollbacks', 0):.0f} | "
         f"{accuracy} | {bits} |"
     )
 
@@ -75,9 +76,12 @@ def main() -> None:
     lengths = " | ".join(f"acc@{n} %" for n in TEST_LENGTHS)
     bits = " | ".join(f"bits@{n}" for n in TEST_LENGTHS)
     print(f"machine: {machine()}")
-    header = "| model | seed | converged | seconds | sequences | best val bits/seq |"
+    header = (
+        "| model | seed | converged | seconds | sequences | best val bits/seq | restarts | "
+        "rollbacks |"
+    )
     print(f"{header} {lengths} | {bits} |")
-    print("|" + "---|" * (6 + 2 * len(TEST_LENGTHS)))
+    print("|" + "---|" * (8 + 2 * len(TEST_LENGTHS)))
     for result in results:
         print(_row(result))
     ntm = [r for r in results if r["model"] == "ntm"]

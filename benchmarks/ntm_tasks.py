@@ -53,8 +53,9 @@ def main() -> None:
     print(f"machine: {machine()}")
     labels = sorted(key[len("bit_acc_") :] for key in results[0] if key.startswith("bit_acc_"))
     header = " | ".join(f"acc@{label} % | bits@{label}" for label in labels)
-    print(f"| task | seed | reached | seconds | episodes | best val bits/seq | {header} |")
-    print("|" + "---|" * (6 + 2 * len(labels)))
+    print(f"| task | seed | reached | seconds | episodes | best val bits/seq | restarts | "
+          f"rollbacks | {header} |")  # fmt: skip
+    print("|" + "---|" * (8 + 2 * len(labels)))
     for r in results:
         reached = r.get("reached_stop_at") == 1.0
         seconds = r.get("seconds_to_stop_at", r["train_time_s"])
@@ -64,8 +65,10 @@ def main() -> None:
             for label in labels
         )
         print(f"| {r['task']} | {r['seed']} | {'yes' if reached else 'no'} | {seconds:.0f} | "
-              f"{episodes:.0f} | {r['best_val_bits_per_seq']:.3f} | {cells} |")  # fmt: skip
-    save(f"ntm_{args.task}", {"args": vars(args), "results": results})
+              f"{episodes:.0f} | {r['best_val_bits_per_seq']:.3f} | {r['restarts']:.0f} | "
+              f"{r['rollbacks']:.0f} | {cells} |")  # fmt: skip
+    seeds = "-".join(map(str, args.seeds))  # seed lists run side by side keep their own file
+    save(f"ntm_{args.task}_seeds{seeds}", {"args": vars(args), "results": results})
 
 
 if __name__ == "__main__":

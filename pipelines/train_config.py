@@ -79,7 +79,7 @@ NTM_TASK_RECIPES = {
     ),
     "repeat_copy": NtmTaskRecipe("lstm", True, 100, 1, 16, 0, restart_above=0.5),
     "associative_recall": NtmTaskRecipe(
-        "dense", False, 256, 4, 32, 0, beta_init=5.0, memory_init="random"
+        "dense", False, 256, 4, 32, 0, beta_init=5.0, memory_init="random", restart_patience=4
     ),
 }
 # Batch size of every other model on every task.
