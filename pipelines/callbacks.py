@@ -98,8 +98,8 @@ class RecoverFromSetbacks(pl.Callback):
       back at chance after 0.6 bits/seq). The weights of the start's best come back and the
       rate halves (``module.roll_back_to``); Adam keeps its moments, whose large second moments
       after the spike make the next steps small. ``relapse_factor`` 0 turns this off.
-    - **A stall**: ``patience`` validations in a row without a best lower by ``min_improvement``
-      (relative) than the start's own, while that best is above ``above``. Training starts
+    - **A stall**: the start's best fell by less than ``min_improvement`` (relative) over its
+      last ``patience`` validations, while it is above ``above``. Training starts
       again from the weights ``fresh_state(k)`` builds for restart k (a seed of its own), with
       a fresh optimizer and rate (``module.restart_from``). ``patience`` 0 turns this off.
 
@@ -133,7 +133,7 @@ class RecoverFromSetbacks(pl.Callback):
         self.rollback_steps: list[int] = []
         self._start_best = math.inf  # the best of this start, and its weights
         self._best_state: dict | None = None
-        self._stalled = 0
+        self._bests: list[float] = []  # the start's best after each of its validations
         self._pending: str | None = None  # "restart" or "rollback"
 
     @property
@@ -159,15 +159,19 @@ class RecoverFromSetbacks(pl.Callback):
                     k: v.detach().clone() for k, v in module.model.state_dict().items()
                 }
             self._start_best = value
-        if value < best * (1.0 - self.min_improvement):
-            self._stalled = 0
-        else:
-            self._stalled += 1
-        if self.patience and self._stalled >= self.patience and self._start_best > self.above:
+        self._bests.append(self._start_best)
+        if self.patience and self._stalled() and self._start_best > self.above:
             decision = "restart"
         if trainer.world_size > 1:
             decision = trainer.strategy.broadcast(decision, src=0)
         self._pending = decision
+
+    def _stalled(self) -> bool:
+        """The start's best fell by less than ``min_improvement`` over ``patience`` validations
+        (a start's first validation counts as a fall from infinity)."""
+        if len(self._bests) <= self.patience:
+            return False
+        return self._bests[-1] > (1.0 - self.min_improvement) * self._bests[-1 - self.patience]
 
     def on_train_batch_start(self, trainer: pl.Trainer, module, batch, batch_idx: int) -> None:
         if self._pending is None:
@@ -176,7 +180,7 @@ class RecoverFromSetbacks(pl.Callback):
         if self._pending == "restart":
             self.restart_steps.append(step)
             module.restart_from(self.fresh_state(self.restarts))
-            self._start_best, self._best_state, self._stalled = math.inf, None, 0
+            self._start_best, self._best_state, self._bests = math.inf, None, []
             metric = {"restarts": self.restarts}
         else:
             self.rollback_steps.append(step)
@@ -192,7 +196,7 @@ class RecoverFromSetbacks(pl.Callback):
             "rollback_steps": list(self.rollback_steps),
             "start_best": self._start_best,
             "best_state": self._best_state,
-            "stalled": self._stalled,
+            "bests": list(self._bests),
             "pending": self._pending,
         }
 
@@ -200,4 +204,4 @@ class RecoverFromSetbacks(pl.Callback):
         self.restart_steps = list(state["restart_steps"])
         self.rollback_steps = list(state["rollback_steps"])
         self._start_best, self._best_state = state["start_best"], state["best_state"]
-        self._stalled, self._pending = state["stalled"], state["pending"]
+        self._bests, self._pending = list(state["bests"]), state["pending"]

@@ -310,6 +310,7 @@ def _fit_and_score(
             patience=config.trainer.restart_patience,
             fresh_state=partial(fresh_core_state, config, task),
             relapse_factor=config.trainer.relapse_factor,
+            min_improvement=config.trainer.restart_min_improvement,
         )
         fit_callbacks.append(setbacks)
     fit_callbacks.append(AgreeOnStop())  # after every callback that may stop the fit
