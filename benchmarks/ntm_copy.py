@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 
 from mlflow.tracking import MlflowClient
 
@@ -63,6 +64,9 @@ def main() -> None:
     parser.add_argument(
         "--threshold", type=float, default=THRESHOLD, help="val bits/seq that counts as converged"
     )
+    parser.add_argument(
+        "--name", default=None, help="benchmarks/out/<name>.json (default: ntm_copy_<threshold>)"
+    )
     parser.add_argument("extra", nargs="*", help="train options after --")
     args = parser.parse_args()
 
@@ -90,7 +94,8 @@ def main() -> None:
         print(f"median seconds to converge: {budget:.0f}; median sequences: "
               f"{statistics.median(r['sequences_to_stop_at'] for r in converged):.0f}; "
               f"converged seeds: {len(converged)}/{len(ntm)}")  # fmt: skip
-    save(f"ntm_copy_{args.threshold}", {"threshold": args.threshold, "results": results})
+    name = args.name or f"ntm_copy_{args.threshold}"
+    save(name, {"threshold": args.threshold, "argv": sys.argv[1:], "results": results})
 
 
 if __name__ == "__main__":
