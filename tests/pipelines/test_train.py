@@ -11,7 +11,6 @@ from datamodules.synthetic import CopyTask, SyntheticDataModule
 from pipelines.config import parse_config
 from pipelines.factory import fresh_core_state, make_core, make_task
 from pipelines.tracking.checkpoints import load_checkpoint
-from pipelines.tracking.resume import LAST, checkpoint_dir
 from pipelines.train import main, train
 from pipelines.train_config import TrainConfig
 from tests.conftest import ROOT, TINY_LSTM_ARGS, artifact_paths, subprocess_env
@@ -221,7 +220,8 @@ def test_a_stalled_start_restarts_from_fresh_weights_of_its_own_seed(client):
     assert run.data.metrics["restarts"] == 1.0
     # logged when it happened, and the run's total at the end
     assert [(m.step, m.value) for m in history] == [(20, 1.0), (40, 1.0)]
-    last = load_checkpoint(checkpoint_dir(result.run_id) / LAST)["state_dict"]
+    last = load_checkpoint(client.download_artifacts(result.run_id, "checkpoints/last.ckpt"))
+    last = last["state_dict"]
     fresh = fresh_core_state(config, make_task(config.data), 1)
     initial = fresh_core_state(config, make_task(config.data), 0)
     assert any(not torch.equal(fresh[k], initial[k]) for k in fresh), "a new seed's weights"
