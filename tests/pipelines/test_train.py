@@ -229,10 +229,15 @@ def test_a_stalled_start_restarts_from_fresh_weights_of_its_own_seed(client):
         torch.testing.assert_close(last[f"model.{name}"], value, atol=1e-9, rtol=0)
 
 
-def test_the_ntm_copy_recipe_restarts_and_other_models_do_not():
-    assert parse_config(TrainConfig, []).trainer.restart_patience == 8
-    assert parse_config(TrainConfig, []).trainer.restart_above == 0.1
-    assert parse_config(TrainConfig, ["--model", "lstm"]).trainer.restart_patience == 0
+def test_the_ntm_recipes_recover_from_setbacks_where_measured_and_other_models_do_not():
+    copy = parse_config(TrainConfig, []).trainer
+    assert (copy.restart_patience, copy.restart_above, copy.relapse_factor) == (8, 0.1, 2.0)
+    recall = parse_config(TrainConfig, ["--task", "associative_recall"]).trainer
+    assert (recall.restart_patience, recall.restart_min_improvement) == (3, 0.25)
+    repeat = parse_config(TrainConfig, ["--task", "repeat_copy"]).trainer
+    assert (repeat.restart_patience, repeat.relapse_factor) == (0, 0.0)
+    lstm = parse_config(TrainConfig, ["--model", "lstm"]).trainer
+    assert (lstm.restart_patience, lstm.relapse_factor) == (0, 0.0)
 
 
 @pytest.mark.parametrize("task", ["repeat_copy", "associative_recall"])
