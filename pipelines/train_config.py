@@ -275,8 +275,8 @@ class TrainerConfig:
     )
     restart_above: float | None = option(
         None,
-        "no restart once val_bits_per_seq is at or below this (empty: the NTM's task recipe, "
-        "the task's convergence target)",
+        "no restart once the start's best val_bits_per_seq is at or below this (empty: the "
+        "NTM's task recipe, copy 0.1, associative_recall 1.0)",
         min=0.0,
     )
     relapse_factor: float | None = option(
