@@ -156,7 +156,7 @@ HOW: dict[str, Runnable | Elsewhere] = {
     "--clip_norm 1 --seed 1": Runnable({"max_sequences": "640"}),
     "python -m benchmarks.ntm_tasks --task associative_recall --threshold 0.1 --episodes 100000":
         Runnable({"episodes": "64", "max_minutes": "0.1"}, tail=("--", *BENCH_TRAIN),
-                 saves="ntm_associative_recall"),
+                 saves="ntm_associative_recall_seeds0"),
     "python -m benchmarks.assoc_recall_errors --checkpoints <best.ckpt>": Runnable(
         {"test_size": "10", "items": "2"}, needs="recall", saves="assoc_recall_errors"),
     "python -m benchmarks.lstm_copy_budget --max_minutes 25": Runnable(
