@@ -24,10 +24,8 @@ from benchmarks.common import machine, save
 from datamodules.synthetic import TASKS
 from pipelines.config import parse_config
 from pipelines.tracking.store import tracking_uri
-from pipelines.train import train
+from pipelines.train import MONITOR, train
 from pipelines.train_config import TrainConfig
-
-MONITOR = "val_bits_per_seq"
 
 
 def run(task: str, seed: int, args: argparse.Namespace) -> dict:

@@ -2,13 +2,13 @@
 
     MLFLOW_TRACKING_URI=sqlite:///<db> python -m benchmarks.replay_setbacks --run_ids <id> ...
 
-For each finished train run, feeds its ``val_bits_per_seq`` history to a
-:class:`pipelines.callbacks.RecoverFromSetbacks` built from the run's recipe (or the
-``--task`` recipe given, to try another rule on old curves) and prints where the rules would roll
-back or restart, beside where the run logged that it did. Up to the first step where the two
-differ, a run trained under the replayed rules takes the same path step for step (the same
-seed, the same decisions); after it, the curve is no longer the one the rules would have
-produced, so only the first differing decision is a finding.
+For each finished train run, feeds its ``val_bits_per_seq`` history to the
+:class:`pipelines.callbacks.RecoverFromSetbacks` the train pipeline builds from the run's recipe
+(or from the ``--task`` recipe and the options given, to try another rule on old curves) and
+prints where the rules would roll back or restart, beside where the run logged that it did.
+Up to the first step where the two differ, a run trained under the replayed rules takes the
+same path step for step (the same seed, the same decisions); after it, the curve is no longer
+the one the rules would have produced, so only the first differing decision is a finding.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from types import SimpleNamespace
 import torch
 from mlflow.tracking import MlflowClient
 
-from pipelines.callbacks import RecoverFromSetbacks
 from pipelines.config import parse_config
+from pipelines.factory import setback_rules
 from pipelines.tracking.store import tracking_uri
+from pipelines.train import MONITOR
 from pipelines.train_config import TrainConfig
-
-MONITOR = "val_bits_per_seq"
 
 
 class _Weights:
@@ -42,14 +41,9 @@ class _Weights:
 
 def replay(curve: list[tuple[int, float]], trainer_config) -> dict[str, list[int]]:
     """The steps at which the rules decide to roll back and to restart on ``curve``."""
-    rules = RecoverFromSetbacks(
-        MONITOR,
-        above=trainer_config.restart_above,
-        patience=trainer_config.restart_patience,
-        fresh_state=lambda restart: {},
-        relapse_factor=trainer_config.relapse_factor,
-        min_improvement=trainer_config.restart_min_improvement,
-    )
+    rules = setback_rules(trainer_config, MONITOR, fresh_state=lambda restart: {})
+    if rules is None:
+        return {"rollbacks": [], "restarts": []}
     module = _Weights()
     trainer = SimpleNamespace(sanity_checking=False, world_size=1, logger=None, global_step=0)
     for step, value in curve:

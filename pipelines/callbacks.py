@@ -131,9 +131,8 @@ class RecoverFromSetbacks(pl.Callback):
         self.min_improvement = min_improvement
         self.restart_steps: list[int] = []
         self.rollback_steps: list[int] = []
-        self._start_best = math.inf  # the best of this start, and its weights
-        self._best_state: dict | None = None
         self._bests: list[float] = []  # the start's best after each of its validations
+        self._best_state: dict | None = None  # the weights of the start's best
         self._pending: str | None = None  # "restart" or "rollback"
 
     @property
@@ -143,6 +142,10 @@ class RecoverFromSetbacks(pl.Callback):
     @property
     def rollbacks(self) -> int:
         return len(self.rollback_steps)
+
+    @property
+    def _start_best(self) -> float:
+        return self._bests[-1] if self._bests else math.inf
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.metric)
@@ -158,8 +161,8 @@ class RecoverFromSetbacks(pl.Callback):
                 self._best_state = {
                     k: v.detach().clone() for k, v in module.model.state_dict().items()
                 }
-            self._start_best = value
-        self._bests.append(self._start_best)
+            best = value
+        self._bests.append(best)
         if self.patience and self._stalled() and self._start_best > self.above:
             decision = "restart"
         if trainer.world_size > 1:
@@ -180,7 +183,7 @@ class RecoverFromSetbacks(pl.Callback):
         if self._pending == "restart":
             self.restart_steps.append(step)
             module.restart_from(self.fresh_state(self.restarts))
-            self._start_best, self._best_state, self._bests = math.inf, None, []
+            self._bests, self._best_state = [], None
             metric = {"restarts": self.restarts}
         else:
             self.rollback_steps.append(step)
@@ -194,7 +197,6 @@ class RecoverFromSetbacks(pl.Callback):
         return {
             "restart_steps": list(self.restart_steps),
             "rollback_steps": list(self.rollback_steps),
-            "start_best": self._start_best,
             "best_state": self._best_state,
             "bests": list(self._bests),
             "pending": self._pending,
@@ -203,5 +205,5 @@ class RecoverFromSetbacks(pl.Callback):
     def load_state_dict(self, state: dict) -> None:
         self.restart_steps = list(state["restart_steps"])
         self.rollback_steps = list(state["rollback_steps"])
-        self._start_best, self._best_state = state["start_best"], state["best_state"]
-        self._bests, self._pending = list(state["bests"]), state["pending"]
+        self._bests, self._best_state = list(state["bests"]), state["best_state"]
+        self._pending = state["pending"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -10,8 +12,15 @@ from datamodules.synthetic import SyntheticDataModule, SyntheticTask, build_task
 from models.lstm import LSTMSequenceModel
 from models.ntm import NTM, NTMConfig
 from models.sequence_module import SequenceModule
+from pipelines.callbacks import RecoverFromSetbacks
 from pipelines.config import ConfigError, model_options
-from pipelines.train_config import DataConfig, ModelConfig, TrainConfig, task_options
+from pipelines.train_config import (
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    TrainerConfig,
+    task_options,
+)
 
 
 def make_task(data: DataConfig) -> SyntheticTask:
@@ -58,6 +67,22 @@ def fresh_core_state(config: TrainConfig, task: SyntheticTask, restart: int) -> 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return make_core(config.model, task.input_width, task.output_width).state_dict()
+
+
+def setback_rules(
+    trainer: TrainerConfig, metric: str, fresh_state: Callable[[int], dict]
+) -> RecoverFromSetbacks | None:
+    """The rules that roll back a relapse and restart a stall, or None when both are off."""
+    if not (trainer.restart_patience or trainer.relapse_factor):
+        return None
+    return RecoverFromSetbacks(
+        metric,
+        above=trainer.restart_above,
+        patience=trainer.restart_patience,
+        fresh_state=fresh_state,
+        relapse_factor=trainer.relapse_factor,
+        min_improvement=trainer.restart_min_improvement,
+    )
 
 
 def make_module(config: TrainConfig, task: SyntheticTask) -> SequenceModule:

@@ -28,7 +28,6 @@ from pipelines.callbacks import (
     AlignLoggingStepOnResume,
     FirstStepTimer,
     RecordInCheckpoint,
-    RecoverFromSetbacks,
     StopAtThreshold,
 )
 from pipelines.cli import run_pipeline
@@ -39,6 +38,7 @@ from pipelines.factory import (
     make_datamodule,
     make_module,
     make_task,
+    setback_rules,
 )
 from pipelines.interrupts import (
     RunInterrupted,
@@ -302,16 +302,8 @@ def _fit_and_score(
     if config.trainer.stop_at is not None:
         stopper = StopAtThreshold(MONITOR, config.trainer.stop_at, MONITOR_MODE)
         fit_callbacks.append(stopper)
-    setbacks = None
-    if config.trainer.restart_patience or config.trainer.relapse_factor:
-        setbacks = RecoverFromSetbacks(
-            MONITOR,
-            above=config.trainer.restart_above,
-            patience=config.trainer.restart_patience,
-            fresh_state=partial(fresh_core_state, config, task),
-            relapse_factor=config.trainer.relapse_factor,
-            min_improvement=config.trainer.restart_min_improvement,
-        )
+    setbacks = setback_rules(config.trainer, MONITOR, partial(fresh_core_state, config, task))
+    if setbacks is not None:
         fit_callbacks.append(setbacks)
     fit_callbacks.append(AgreeOnStop())  # after every callback that may stop the fit
     if outbox is not None:

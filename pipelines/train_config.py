@@ -74,8 +74,9 @@ class NtmTaskRecipe:
 # and cannot be memorised: 4 seeds of 6 reached 0.1 (seed 0 in 12,800 episodes) and scored
 # 98.7-99.3 % at 12 items; trained on, seed 0 reached 99.89 %
 # (a trained glorot start and lr 1e-3 each solved only 1 seed of 4; benchmarks/RESULTS.md).
-# Every task recovers from setbacks (pipelines/callbacks.py, RecoverFromSetbacks): a relapse
-# rolls back to the start's best at half the rate, a stall restarts from fresh weights. Copy
+# Copy and associative recall recover from setbacks (pipelines/callbacks.py,
+# RecoverFromSetbacks): a relapse rolls back to the start's best at half the rate, a stall
+# restarts from fresh weights. Copy
 # restarts after 8 validations (1,600 steps; its seeds converge within 1,400 steps or stall) and
 # reached 0.1 bits/seq on 10 seeds of 10 within 70 s, where seed 1 had sat at 1.06 without.
 # Associative recall's failing seeds do not stall outright: they creep along a ~4 bits/seq
