@@ -36,12 +36,13 @@ def main() -> None:
         results.append({"spec": spec, "argv": argv, "run_id": result.run_id, **result.metrics})
     print(f"machine: {machine()}")
     print("| model:view[:depth] | epochs | test acc % | s/epoch | grad ratio first/last: "
-          "final | median | per-weight RMS median |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+          "final | median | median, last tenth | per-weight RMS median |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         ratios = " | ".join(
             "" if r.get(key) is None else f"{r[key]:.2f}"
             for key in ("grad_norm_ratio_first_last", "grad_norm_ratio_first_last_median",
+                        "grad_norm_ratio_first_last_end_median",
                         "grad_rms_ratio_first_last_median")
         )  # fmt: skip
         print(f"| {r['spec']} | {r['epochs_trained']:.2f} | {100 * r['test_acc']:.2f} | "

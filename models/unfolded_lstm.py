@@ -75,6 +75,11 @@ class UnfoldedLSTM(nn.Module):
         tied: bool = False,
         batch_norm: bool = True,
         dropout: float = 0.0,
+        gamma_x: float = 0.1,
+        gamma_h: float = 0.1,
+        gamma_c: float = 0.1,
+        norm_cell: bool = True,
+        input_init_gain: float = 1.0,
     ) -> None:
         super().__init__()
         if depth < 1:
@@ -82,7 +87,7 @@ class UnfoldedLSTM(nn.Module):
         self.depth, self.tied, self.batch_norm = depth, tied, batch_norm
         hidden = hidden_size
         self.input_weight = nn.Parameter(torch.empty(4 * hidden, input_size))
-        nn.init.xavier_uniform_(self.input_weight)
+        nn.init.xavier_uniform_(self.input_weight, gain=input_init_gain)
         self.input_bias = _lstm_bias(hidden)
         later = depth - 1
         copies = (1 if tied else later) if later else 0
@@ -93,11 +98,16 @@ class UnfoldedLSTM(nn.Module):
             _orthogonal_gates(weight)
         self.recurrent_biases = nn.ParameterList([_lstm_bias(hidden) for _ in range(copies)])
         if batch_norm:
-            self.norm_x = StepwiseBatchNorm(4 * hidden, 1)
-            self.norm_h = StepwiseBatchNorm(4 * hidden, max(later, 1), shared_affine=tied)
-            first_c = StepwiseBatchNorm(hidden, 1, shift=True)
-            later_c = StepwiseBatchNorm(hidden, max(later, 1), shared_affine=tied, shift=True)
-            self.norm_c = nn.ModuleList([first_c, later_c])
+            self.norm_x = StepwiseBatchNorm(4 * hidden, 1, gamma_init=gamma_x)
+            self.norm_h = StepwiseBatchNorm(
+                4 * hidden, max(later, 1), shared_affine=tied, gamma_init=gamma_h
+            )
+            if norm_cell:
+                cell = {"shift": True, "gamma_init": gamma_c}
+                first_c = StepwiseBatchNorm(hidden, 1, **cell)
+                later_c = StepwiseBatchNorm(hidden, max(later, 1), shared_affine=tied, **cell)
+                self.norm_c = nn.ModuleList([first_c, later_c])
+        self.norm_cell = batch_norm and norm_cell
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden, classes)
 
@@ -111,7 +121,7 @@ class UnfoldedLSTM(nn.Module):
         if self.batch_norm:
             term = self.norm_x(term, 0)
         c = torch.zeros(x.shape[0], self.input_weight.shape[0] // 4, device=x.device, dtype=x.dtype)
-        first_c, later_c = self.norm_c if self.batch_norm else (None, None)
+        first_c, later_c = self.norm_c if self.norm_cell else (None, None)
         h, c = lstm_update(term + self.input_bias, c, first_c, 0)
         states = [h]
         for layer in range(1, self.depth):

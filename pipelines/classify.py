@@ -57,6 +57,7 @@ CLASSIFIERS = ("unfolded_lstm", "bn_lstm", "lstm", "mlp", "cnn")
 SEQUENCE_VIEWS = ("rows", "pixels", "permuted")
 PIXEL_VIEWS = ("pixels", "permuted")  # 784 steps: a compile (~30 s) pays off within an epoch
 DEPTH_MODELS = ("unfolded_lstm", "mlp")
+UNFOLDED_GAMMA_H, UNFOLDED_INPUT_GAIN = 0.1, 1.0
 
 
 @dataclass
@@ -71,6 +72,14 @@ class ClassifyConfig:
     tied: bool = option(False, "unfolded_lstm: one weight set for cells 2..depth")
     batch_norm: bool = option(True, "batch normalization (unfolded_lstm, bn_lstm, mlp)")
     dropout: float = option(0.0, "dropout on h (unfolded_lstm) or activations", min=0.0, max=0.9)
+    bn_gamma_h: float = option(
+        UNFOLDED_GAMMA_H, "unfolded_lstm: starting gamma of the hidden-term normalizers "
+        "(lower damps the gradient's growth towards the input)", min=0.0, exclusive_min=True,
+    )  # fmt: skip
+    input_init_gain: float = option(
+        UNFOLDED_INPUT_GAIN, "unfolded_lstm: gain of the first matrix's Xavier init (under "
+        "batch norm its gradient scales with 1 / its norm)", min=0.0, exclusive_min=True,
+    )  # fmt: skip
     lr: float = option(1e-3, "Adam learning rate", min=0.0, exclusive_min=True)
     lr_schedule: str = option(
         "constant",
@@ -115,6 +124,10 @@ class ClassifyConfig:
             raise ConfigError(
                 f"--view {self.view} does not fit --model {self.model} (use {'/'.join(allowed)})"
             )
+        tuned = (self.bn_gamma_h, self.input_init_gain) != (UNFOLDED_GAMMA_H, UNFOLDED_INPUT_GAIN)
+        if tuned and self.model != "unfolded_lstm":
+            raise ConfigError("--bn_gamma_h and --input_init_gain apply to --model unfolded_lstm "
+                              f"only, not {self.model}")  # fmt: skip
         if self.compile and (self.model != "bn_lstm" or not self.batch_norm):
             raise ConfigError("--compile true: only the bn_lstm (with --batch_norm true) has a "
                               "compiled step")  # fmt: skip
@@ -123,7 +136,9 @@ class ClassifyConfig:
 def make_classifier(config: ClassifyConfig, input_shape: tuple[int, ...]) -> nn.Module:
     if config.model == "unfolded_lstm":
         return UnfoldedLSTM(784, config.hidden_size, config.depth, tied=config.tied,
-                            batch_norm=config.batch_norm, dropout=config.dropout)  # fmt: skip
+                            batch_norm=config.batch_norm, dropout=config.dropout,
+                            gamma_h=config.bn_gamma_h,
+                            input_init_gain=config.input_init_gain)  # fmt: skip
     if config.model == "mlp":
         return DeepMLP(784, config.hidden_size, config.depth, batch_norm=config.batch_norm,
                        dropout=config.dropout)  # fmt: skip

@@ -20,7 +20,9 @@ def gradient_ratio_summary(
 ) -> dict[str, float]:
     """First-to-last-layer gradient ratios: at the last logged step, and medians over training.
 
-    The final-step ratio is one batch's, so it is noisy; the median says how the ratio *stays*.
+    The final-step ratio is one batch's, so it is noisy; the median says how the ratio *stays*,
+    and the median over the last tenth of the logged points (at least one) where training ends
+    (the ratio drifts upwards over training, so the whole-run median understates the end).
     The RMS ratio divides each norm by sqrt(#weights): the first unfolded-LSTM matrix is
     ``4H x 784`` and the later ones ``4H x H``, so part of the plain norm ratio is only shape.
     """
@@ -28,9 +30,11 @@ def gradient_ratio_summary(
         return {}
     ratios = [norms[0] / max(norms[-1], 1e-12) for _, norms in history]
     median = statistics.median(ratios)
+    last_tenth = ratios[-max(1, len(ratios) // 10) :]
     return {
         "grad_norm_ratio_first_last": ratios[-1],
         "grad_norm_ratio_first_last_median": median,
+        "grad_norm_ratio_first_last_end_median": statistics.median(last_tenth),
         "grad_rms_ratio_first_last_median": median * math.sqrt(sizes[-1] / sizes[0]),
     }
 

@@ -76,6 +76,40 @@ def test_bn_normalizes_each_step_with_its_own_statistics_and_gamma_0_1():
     assert norm.running_mean[0, 0] > 0 > norm.running_mean[1, 0], "separate statistics per step"
 
 
+def test_gamma_settings_start_each_normalizer_and_the_cell_norm_can_be_left_out():
+    model = UnfoldedLSTM(10, 8, depth=4, gamma_x=0.3, gamma_h=0.02, gamma_c=0.5)
+    assert torch.equal(model.norm_x.gamma, torch.full_like(model.norm_x.gamma, 0.3))
+    assert torch.equal(model.norm_h.gamma, torch.full_like(model.norm_h.gamma, 0.02))
+    for norm in model.norm_c:
+        assert torch.equal(norm.gamma, torch.full_like(norm.gamma, 0.5))
+    plain = UnfoldedLSTM(10, 8, depth=4, norm_cell=False)
+    assert not hasattr(plain, "norm_c")
+    torch.manual_seed(0)
+    x = torch.randn(16, 10)
+    _, states = plain(x, return_states=True)
+    # without the cell normalizer, h = sigmoid(o) * tanh(c) exactly as in a plain LSTM cell
+    gates = plain.norm_x(x @ plain.input_weight.T, 0) + plain.input_bias
+    i, _, g, o = gates.chunk(4, dim=1)
+    c = torch.sigmoid(i) * torch.tanh(g)
+    torch.testing.assert_close(states[0], torch.sigmoid(o) * torch.tanh(c))
+
+
+def test_under_bn_the_input_init_gain_rescales_the_first_gradient_not_the_function():
+    """Batch norm makes a cell invariant to its matrix's scale, so the gradient of a matrix
+    k times larger is k times smaller: why a gradient-norm ratio depends on the init."""
+    x, labels = torch.randn(32, 12), torch.randint(0, 10, (32,))
+    grads, outputs = [], []
+    for gain in (1.0, 4.0):
+        torch.manual_seed(0)
+        model = UnfoldedLSTM(12, 8, depth=3, input_init_gain=gain)
+        out = model(x)
+        nn.functional.cross_entropy(out, labels).backward()
+        grads.append(model.input_weight.grad.norm())
+        outputs.append(out.detach())
+    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(grads[1] * 4, grads[0], rtol=1e-3, atol=0)
+
+
 def test_bn_on_versus_off_changes_the_graph():
     torch.manual_seed(0)
     x = torch.randn(16, 20)

@@ -6,7 +6,7 @@ import mlflow
 import pytest
 import torch
 
-from pipelines.classify import ClassifyConfig, epochs_trained
+from pipelines.classify import ClassifyConfig, epochs_trained, make_classifier
 from pipelines.classify import main as classify_main
 from pipelines.config import parse_config
 from pipelines.tracking.datasets import raw_files_digest
@@ -119,3 +119,17 @@ def test_compile_is_refused_for_a_model_without_a_compiled_step(client, capsys):
     assert (
         "only the bn_lstm (with --batch_norm true) has a compiled step" in capsys.readouterr().err
     )
+
+
+def test_the_unfolded_init_settings_reach_the_model_and_are_refused_elsewhere(client, capsys):
+    config = parse_config(ClassifyConfig, ["--depth", "3", "--bn_gamma_h", "0.02",
+                                           "--input_init_gain", "2"])  # fmt: skip
+    model = make_classifier(config, (784,))
+    assert torch.equal(model.norm_h.gamma, torch.full_like(model.norm_h.gamma, 0.02))
+    torch.manual_seed(0)
+    plain = make_classifier(parse_config(ClassifyConfig, ["--depth", "3"]), (784,))
+    torch.manual_seed(0)
+    scaled = make_classifier(config, (784,))
+    torch.testing.assert_close(scaled.input_weight, 2 * plain.input_weight)
+    assert classify_main(["--model", "mlp", "--bn_gamma_h", "0.05"]) == 2
+    assert "apply to --model unfolded_lstm only, not mlp" in capsys.readouterr().err
