@@ -64,6 +64,11 @@ class UnfoldedLSTM(nn.Module):
     (``4H x H``), a bias and ``gamma_h``; every cell has ``gamma_c`` and ``beta_c`` (``H``
     each). ``tied`` shares one later-cell set (``W_h``, bias, ``gamma_h``, ``gamma_c``,
     ``beta_c``) among cells 2..D, and the first cell keeps its own ``gamma_c``/``beta_c``.
+
+    ``gamma_x``/``gamma_h``/``gamma_c`` start the three normalizers' scales (0.1, the paper's);
+    ``norm_cell=False`` leaves the cell state unnormalized; ``input_init_gain`` scales the first
+    matrix's Xavier init. Batch norm makes each cell invariant to its matrix's scale, so these
+    settings move the gradient norms per layer (``benchmarks/unfolded_gradient_probe.py``).
     """
 
     def __init__(
