@@ -10,15 +10,16 @@ Each variant is ``name`` or ``key=value[,key=value]`` over the settings of
 cell state or not). Every variant trains the same seeded network on the same MNIST batches (Adam
 1e-3, clip 1, batch 128, the classify pipeline's settings) for ``--steps`` steps and logs the
 gradient norm of every cell's weight matrix every ``--every`` steps. Reported: the first/last
-ratio at step 0 and its median over the second half of the probe, plain and per weight (each norm
-divided by sqrt(#weights)), and the training loss at the end. The probe does not measure
+ratio at step 0, its median per quarter of the probe and over the second half, plain and per
+weight (each norm divided by sqrt(#weights)); the second half's layer 1/2 and 2/last ratios,
+which split the input layer's share from the growth through depth; the mean row norms of the
+matrices at the end; and the training loss at the end. The probe does not measure
 accuracy: candidates are then trained in full with ``pipelines.classify``.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 
 import torch
@@ -28,6 +29,7 @@ from benchmarks.common import machine, save
 from datamodules.mnist import TRAIN_SIZE, load_split, make_view, resolve_data_dir
 from models.classifier_module import layer_gradient_norms
 from models.unfolded_lstm import UnfoldedLSTM
+from pipelines.diagnostics import gradient_ratio_summary
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, float]]:
@@ -49,8 +51,9 @@ def probe(settings: dict[str, float], images, labels, args) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(args.seed)
     order = torch.randperm(len(images), generator=generator)
-    sizes = [w.numel() for w in (model.layer_weights()[0], model.layer_weights()[-1])]
-    ratios, splits, losses = [], [], []
+    weights = model.layer_weights()
+    sizes = [weights[0].numel(), weights[-1].numel()]
+    history, losses = [], []  # (step, gradient norm per layer)
     for step in range(args.steps):
         index = order[(step * 128) % len(order) :][:128]
         x, y = make_view(images[index], "flat"), labels[index]
@@ -58,27 +61,26 @@ def probe(settings: dict[str, float], images, labels, args) -> dict:
         optimizer.zero_grad()
         loss.backward()
         if step % args.every == 0:
-            norms = layer_gradient_norms(model)
-            ratios.append((step, norms[0] / norms[-1]))
-            splits.append((step, norms[0] / norms[1], norms[1] / norms[-1]))
+            history.append((step, layer_gradient_norms(model)))
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         losses.append(loss.item())
-    half = [(ratio, a, b) for (step, ratio), (_, a, b) in zip(ratios, splits, strict=True)
-            if step >= args.steps // 2]  # fmt: skip
-    median = statistics.median(ratio for ratio, _, _ in half)
+    late = [(step, norms) for step, norms in history if step >= args.steps // 2]
+    summary = gradient_ratio_summary(late, sizes)
     quarter = args.steps / 4
-    row_norms = [w.detach().norm(dim=1).mean().item() for w in model.layer_weights()]
+    row_norms = [w.detach().norm(dim=1).mean().item() for w in weights]
     return {
-        "ratio_at_init": ratios[0][1],
+        "ratio_at_init": history[0][1][0] / history[0][1][-1],
         "ratio_median_by_quarter": [
-            statistics.median(r for step, r in ratios if q * quarter <= step < (q + 1) * quarter)
+            statistics.median(
+                n[0] / n[-1] for step, n in history if q * quarter <= step < (q + 1) * quarter
+            )
             for q in range(4)
         ],
-        "ratio_median_late": median,
-        "rms_ratio_median_late": median * math.sqrt(sizes[1] / sizes[0]),
-        "first_to_second_median_late": statistics.median(a for _, a, _ in half),
-        "second_to_last_median_late": statistics.median(b for _, _, b in half),
+        "ratio_median_late": summary["grad_norm_ratio_first_last_median"],
+        "rms_ratio_median_late": summary["grad_rms_ratio_first_last_median"],
+        "first_to_second_median_late": statistics.median(n[0] / n[1] for _, n in late),
+        "second_to_last_median_late": statistics.median(n[1] / n[-1] for _, n in late),
         "mean_row_norm_first_second_last": [row_norms[0], row_norms[1], row_norms[-1]],
         "loss_end": statistics.mean(losses[-20:]),
     }
