@@ -76,16 +76,18 @@ class NtmTaskRecipe:
 # (a trained glorot start and lr 1e-3 each solved only 1 seed of 4; benchmarks/RESULTS.md).
 # Copy and associative recall recover from setbacks (pipelines/callbacks.py,
 # RecoverFromSetbacks): a relapse rolls back to the start's best at half the rate, a stall
-# restarts from fresh weights. Copy
-# restarts after 8 validations (1,600 steps; its seeds converge within 1,400 steps or stall) and
-# reached 0.1 bits/seq on 10 seeds of 10 within 70 s, where seed 1 had sat at 1.06 without.
-# Associative recall's failing seeds do not stall outright: they creep along a ~4 bits/seq
-# plateau (the positional rule), e.g. seed 1 fell 4.31 -> 4.01 over 800 steps, more than 1 % per
-# validation. So a start restarts when three validations (19,200 episodes) cut its best by less
-# than a quarter while it is above 1 bit/seq: below that the lookup is being learned. Repeat copy
-# neither restarts nor rolls back: it has no multi-seed measurement yet, and in its one measured
-# run four relapses (to 63-86 bits/seq from ~16) recovered within a few validations, where a
-# rollback would have halved the rate four times before the counting algorithm clicked in.
+# restarts from fresh weights. Copy restarts after 8 validations (1,600 steps; its seeds
+# converge within 1,400 steps or stall) and reached 0.1 bits/seq on 10 seeds of 10 within 70 s,
+# where seed 1 had sat at 1.06 without. Associative recall's failing seeds do not stall
+# outright: they creep along a ~4 bits/seq plateau (the positional rule), e.g. seed 1 fell
+# 4.31 -> 4.01 over 800 steps, more than 1 % per validation. So a start restarts when three
+# validations (19,200 episodes) cut its best by less than a quarter while it is above 1 bit/seq:
+# below that the lookup is being learned. That took seeds 0-9 to 9 of 10 within 100,000
+# episodes, but held-out seeds 10-14 to only 2 of 5 (seed 10 plateaued in all three starts).
+# Repeat copy neither restarts nor rolls back: all 5 seeds of 5 reached 0.5 bits/seq on their
+# own (118,400-982,400 episodes), and in one earlier run four relapses (to 63-86 bits/seq from
+# ~16) recovered within a few validations, where a rollback would have halved the rate four
+# times before the counting algorithm clicked in.
 NTM_TASK_RECIPES = {
     "copy": NtmTaskRecipe(
         "dense", True, 100, 1, 64, RECIPE_LR_DECAY_PATIENCE["ntm"], restart_patience=8
