@@ -39,9 +39,9 @@ class _Weights:
         pass
 
 
-def replay(curve: list[tuple[int, float]], trainer_config) -> dict[str, list[int]]:
+def replay(curve: list[tuple[int, float]], config: TrainConfig) -> dict[str, list[int]]:
     """The steps at which the rules decide to roll back and to restart on ``curve``."""
-    rules = setback_rules(trainer_config, MONITOR, fresh_state=lambda restart: {})
+    rules = setback_rules(config, MONITOR, fresh_state=lambda restart: {})
     if rules is None:
         return {"rollbacks": [], "restarts": []}
     module = _Weights()
@@ -79,7 +79,7 @@ def main() -> None:
         config = parse_config(TrainConfig, ["--task", task, *args.extra])
         history = client.get_metric_history(run_id, MONITOR)
         curve = sorted((m.step, m.value) for m in history)
-        replayed = replay(curve, config.trainer)
+        replayed = replay(curve, config)
         logged = {key: logged_steps(client, run_id, key) for key in ("rollbacks", "restarts")}
         seed = params.get("seed", params.get("resolved.seed"))
         print(f"| {run_id[:8]} | {seed} | {replayed['rollbacks']} | {logged['rollbacks']} | "

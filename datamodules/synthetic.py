@@ -13,7 +13,9 @@ Batching of variable lengths:
   sorted by length before it is cut into batches to keep that padding small.
 
 All data is a pure function of ``(seed, stream, index)``: batch ``k`` of the training stream is
-the same whatever happened before it, which makes runs reproducible and resumable.
+the same whatever happened before it, which makes runs reproducible and resumable. A length
+curriculum (:mod:`datamodules.curriculum`) adds one input, the step the current start began,
+which the setback rules keep in the checkpoint.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from datamodules.curriculum import LengthCurriculum
 
 TRAIN_STREAM, VAL_STREAM, TEST_STREAM, PLOT_STREAM = 0, 1, 2, 3
 
@@ -72,9 +76,13 @@ class SyntheticTask(ABC):
         self.min_len = min_len
         self.max_len = max_len
 
-    def sample_lengths(self, count: int, generator: torch.Generator) -> torch.Tensor:
-        """Lengths drawn uniformly from the training range ``[min_len, max_len]``."""
-        return torch.randint(self.min_len, self.max_len + 1, (count,), generator=generator)
+    def sample_lengths(
+        self, count: int, generator: torch.Generator, upper: int | None = None
+    ) -> torch.Tensor:
+        """Lengths drawn uniformly from the training range ``[min_len, max_len]``, or from
+        ``[min_len, upper]`` while a curriculum holds the range shorter."""
+        high = self.max_len if upper is None else upper
+        return torch.randint(self.min_len, high + 1, (count,), generator=generator)
 
     def check_length(self, length: int) -> None:
         """Raise ``ValueError`` for a length this task cannot generate (e.g. a test length)."""
@@ -336,15 +344,24 @@ class _TrainStream(Dataset):
     sequences per step, reproducibly.
     """
 
-    def __init__(self, task: SyntheticTask, batch_size: int, seed: int, rank: int = 0) -> None:
+    def __init__(
+        self,
+        task: SyntheticTask,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        upper: Callable[[int], int] | None = None,
+    ) -> None:
         self.task, self.batch_size, self.seed, self.rank = task, batch_size, seed, rank
+        self.upper = upper  # batch index -> longest length a curriculum allows (None: all)
 
     def __len__(self) -> int:  # endless: the sampler decides which indices exist
         return 2**62
 
     def __getitem__(self, index: int) -> SequenceBatch:
         generator = seeded_generator(self.seed, TRAIN_STREAM, index)
-        length = self.task.sample_lengths(1, generator)
+        upper = self.upper(index) if self.upper is not None else None
+        length = self.task.sample_lengths(1, generator, upper)
         if self.rank:
             generator = seeded_generator(self.seed, TRAIN_STREAM, index, self.rank)
         return self.task.generate(length.expand(self.batch_size), generator)
@@ -389,7 +406,11 @@ def make_test_set(
 
 
 class SyntheticDataModule(pl.LightningDataModule):
-    """Seeded train stream, fixed validation set, and one test set per test length."""
+    """Seeded train stream, fixed validation set, and one test set per test length.
+
+    With a ``curriculum`` the training stream's range widens as a start trains; the step a
+    start began comes from ``follow_starts`` (restarts from fresh weights begin it again).
+    """
 
     def __init__(
         self,
@@ -401,6 +422,7 @@ class SyntheticDataModule(pl.LightningDataModule):
         test_lengths: Sequence[int] = (),
         test_size: int = 1000,
         seed: int = 0,
+        curriculum: LengthCurriculum | None = None,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -422,7 +444,21 @@ class SyntheticDataModule(pl.LightningDataModule):
         self.test_lengths = tuple(test_lengths)
         self.test_size = test_size
         self.seed = seed
+        self.curriculum = curriculum
+        self._start_step: Callable[[], int] = lambda: 0
         self._val: list[SequenceBatch] | None = None
+
+    def follow_starts(self, start_step: Callable[[], int]) -> None:
+        """Count the curriculum from ``start_step()``, the step the current start began."""
+        self._start_step = start_step
+
+    def train_upper(self, index: int) -> int:
+        """The longest training length (most items) of training batch ``index``."""
+        task = self.task
+        if self.curriculum is None:
+            return task.max_len
+        steps_into_start = max(0, index - self._start_step())
+        return self.curriculum.upper(task.min_len, task.max_len, steps_into_start)
 
     def val_batches(self) -> list[SequenceBatch]:
         """The fixed validation set (lengths from the training range), built once."""
@@ -457,7 +493,8 @@ class SyntheticDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank, _ = self._rank_and_world()
-        stream = _TrainStream(self.task, self.batch_size, self.seed, rank)
+        upper = self.train_upper if self.curriculum is not None else None
+        stream = _TrainStream(self.task, self.batch_size, self.seed, rank, upper)
         trainer = self.trainer
         position = (lambda: trainer.global_step) if trainer is not None else None
         sampler = _StreamPositionSampler(self.batches_per_epoch, position)

@@ -102,6 +102,9 @@ class RecoverFromSetbacks(pl.Callback):
       last ``patience`` validations, while it is above ``above``. Training starts
       again from the weights ``fresh_state(k)`` builds for restart k (a seed of its own), with
       a fresh optimizer and rate (``module.restart_from``). ``patience`` 0 turns this off.
+      A start is not judged before it has trained ``grace_steps`` steps: under a length
+      curriculum it trains on short episodes first, while validation covers the whole range,
+      so its early validations say nothing about whether it will learn the task.
 
     The run's best checkpoint is kept across both, so neither can make the result worse.
 
@@ -125,10 +128,11 @@ class RecoverFromSetbacks(pl.Callback):
         fresh_state: Callable[[int], dict],
         relapse_factor: float = 0.0,
         min_improvement: float = 0.01,
+        grace_steps: int = 0,
     ) -> None:
         self.metric, self.above, self.patience = metric, above, patience
         self.fresh_state, self.relapse_factor = fresh_state, relapse_factor
-        self.min_improvement = min_improvement
+        self.min_improvement, self.grace_steps = min_improvement, grace_steps
         self.restart_steps: list[int] = []
         self.rollback_steps: list[int] = []
         self._bests: list[float] = []  # the start's best after each of its validations
@@ -142,6 +146,11 @@ class RecoverFromSetbacks(pl.Callback):
     @property
     def rollbacks(self) -> int:
         return len(self.rollback_steps)
+
+    @property
+    def start_step(self) -> int:
+        """The global step the current start began (0 before any restart)."""
+        return self.restart_steps[-1] if self.restart_steps else 0
 
     @property
     def _start_best(self) -> float:
@@ -163,7 +172,8 @@ class RecoverFromSetbacks(pl.Callback):
                 }
             best = value
         self._bests.append(best)
-        if self.patience and self._stalled() and self._start_best > self.above:
+        judged = not self.grace_steps or trainer.global_step - self.start_step >= self.grace_steps
+        if self.patience and judged and self._stalled() and self._start_best > self.above:
             decision = "restart"
         if trainer.world_size > 1:
             decision = trainer.strategy.broadcast(decision, src=0)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from datamodules.curriculum import LengthCurriculum
 from datamodules.synthetic import SyntheticDataModule, SyntheticTask, build_task
 from models.lstm import LSTMSequenceModel
 from models.ntm import NTM, NTMConfig
@@ -18,7 +19,6 @@ from pipelines.train_config import (
     DataConfig,
     ModelConfig,
     TrainConfig,
-    TrainerConfig,
     task_options,
 )
 
@@ -29,6 +29,12 @@ def make_task(data: DataConfig) -> SyntheticTask:
         return build_task(data.task, **task_options(data))
     except ValueError as error:
         raise ConfigError(str(error)) from error
+
+
+def curriculum_of(data: DataConfig) -> LengthCurriculum | None:
+    """The training stream's length curriculum, or None when it is off."""
+    steps = data.curriculum_steps_per_length
+    return LengthCurriculum(steps) if steps else None
 
 
 def make_datamodule(config: TrainConfig, task: SyntheticTask) -> SyntheticDataModule:
@@ -43,6 +49,7 @@ def make_datamodule(config: TrainConfig, task: SyntheticTask) -> SyntheticDataMo
             test_lengths=data.test_lengths,
             test_size=data.test_size,
             seed=config.seed,
+            curriculum=curriculum_of(data),
         )
     except ValueError as error:
         raise ConfigError(str(error)) from error
@@ -70,11 +77,15 @@ def fresh_core_state(config: TrainConfig, task: SyntheticTask, restart: int) -> 
 
 
 def setback_rules(
-    trainer: TrainerConfig, metric: str, fresh_state: Callable[[int], dict]
+    config: TrainConfig, metric: str, fresh_state: Callable[[int], dict]
 ) -> RecoverFromSetbacks | None:
-    """The rules that roll back a relapse and restart a stall, or None when both are off."""
+    """The rules that roll back a relapse and restart a stall, or None when both are off.
+    A start is judged only once its curriculum (if any) reaches the task's whole range."""
+    trainer, data = config.trainer, config.data
     if not (trainer.restart_patience or trainer.relapse_factor):
         return None
+    curriculum = curriculum_of(data)
+    grace = curriculum.steps_to_full_range(data.min_len, data.max_len) if curriculum else 0
     return RecoverFromSetbacks(
         metric,
         above=trainer.restart_above,
@@ -82,6 +93,7 @@ def setback_rules(
         fresh_state=fresh_state,
         relapse_factor=trainer.relapse_factor,
         min_improvement=trainer.restart_min_improvement,
+        grace_steps=grace,
     )
 
 

@@ -302,9 +302,10 @@ def _fit_and_score(
     if config.trainer.stop_at is not None:
         stopper = StopAtThreshold(MONITOR, config.trainer.stop_at, MONITOR_MODE)
         fit_callbacks.append(stopper)
-    setbacks = setback_rules(config.trainer, MONITOR, partial(fresh_core_state, config, task))
+    setbacks = setback_rules(config, MONITOR, partial(fresh_core_state, config, task))
     if setbacks is not None:
         fit_callbacks.append(setbacks)
+        datamodule.follow_starts(lambda: setbacks.start_step)  # a restart begins its curriculum
     fit_callbacks.append(AgreeOnStop())  # after every callback that may stop the fit
     if outbox is not None:
         logger = RunBoundLogger(run_id, outbox)

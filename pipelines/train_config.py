@@ -58,6 +58,9 @@ class NtmTaskRecipe:
     # roll back to the start's best weights at half the rate when a validation is above
     # relapse_factor x that best + 1 bit (0: never)
     relapse_factor: float = 2.0
+    # widen the training range by one length every this many steps of a start (0: no
+    # curriculum; datamodules/curriculum.py)
+    curriculum_steps_per_length: int = 0
 
 
 # A dense controller has no state, so it must use the memory: it solves copy. Repeat copy needs a
@@ -105,6 +108,7 @@ NTM_TASK_RECIPES = {
         restart_patience=3,
         restart_above=1.0,
         restart_min_improvement=0.25,
+        curriculum_steps_per_length=300,
     ),
 }
 # Batch size of every other model on every task.
@@ -198,6 +202,13 @@ class DataConfig:
         min=1,
     )
     test_size: int = option(1000, "sequences per test length", min=1)
+    curriculum_steps_per_length: int | None = option(
+        None,
+        "length curriculum: each start trains on min_len..min_len+1 first and widens the "
+        "range by one length (item) every this many steps (0: the whole range from the first "
+        "step; empty: the NTM's task recipe, associative_recall 300, other tasks and models 0)",
+        min=0,
+    )
 
 
 def task_options(data: DataConfig) -> dict[str, int]:
@@ -377,6 +388,8 @@ class TrainConfig:
             model.write_heads = recipe.heads
         if data.batch_size is None:
             data.batch_size = recipe.batch_size if is_ntm else RECIPE_BATCH_SIZE
+        if data.curriculum_steps_per_length is None:
+            data.curriculum_steps_per_length = recipe.curriculum_steps_per_length if is_ntm else 0
         trainer = self.trainer
         if trainer.restart_patience is None:
             trainer.restart_patience = recipe.restart_patience if is_ntm else 0
