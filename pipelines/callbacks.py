@@ -91,6 +91,19 @@ class FirstStepTimer(pl.Callback):
             self.seconds = time.perf_counter() - self._started
 
 
+class LogCurriculum(pl.Callback):
+    """Log ``curriculum_max_len``, the longest training length (most items) the length
+    curriculum allows at each step, so the MLflow UI shows where each start stands beside its
+    training loss (a restart takes it back to the shortest range)."""
+
+    def __init__(self, upper: Callable[[int], int]) -> None:
+        self.upper = upper  # batch index -> the curriculum's longest length
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        trained = trainer.global_step - 1  # the optimizer has stepped for this batch
+        module.log("curriculum_max_len", float(self.upper(trained)), batch_size=1)
+
+
 class RecoverFromSetbacks(pl.Callback):
     """Two setbacks of NTM training, each with its remedy, decided on validation ``metric``.
 

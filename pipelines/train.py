@@ -27,6 +27,7 @@ from pipelines.callbacks import (
     AgreeOnStop,
     AlignLoggingStepOnResume,
     FirstStepTimer,
+    LogCurriculum,
     RecordInCheckpoint,
     StopAtThreshold,
 )
@@ -306,6 +307,8 @@ def _fit_and_score(
     if setbacks is not None:
         fit_callbacks.append(setbacks)
         datamodule.follow_starts(lambda: setbacks.start_step)  # a restart begins its curriculum
+    if datamodule.curriculum is not None:
+        fit_callbacks.append(LogCurriculum(datamodule.train_upper))
     fit_callbacks.append(AgreeOnStop())  # after every callback that may stop the fit
     if outbox is not None:
         logger = RunBoundLogger(run_id, outbox)

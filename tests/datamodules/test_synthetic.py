@@ -3,6 +3,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from datamodules.curriculum import LengthCurriculum
 from datamodules.synthetic import (
     AssociativeRecallTask,
     CopyTask,
@@ -122,6 +123,33 @@ def test_train_stream_resumes_mid_epoch_from_the_trainer_position():
     assert len(resumed) == 2, "steps 6 and 7 finish the second epoch"
     for expected, batch in zip(uninterrupted[position:], resumed, strict=True):
         assert torch.equal(expected, batch.inputs)
+
+
+def _lengths(loader) -> list[int]:
+    """Each training batch's one sequence length (copy: the scored steps)."""
+    return [int(batch.mask[0].sum()) for batch in loader]
+
+
+def test_a_curriculum_holds_the_stream_to_its_range_and_follows_the_start():
+    task = CopyTask(min_len=1, max_len=6)
+    dm = SyntheticDataModule(task, 2, 40, seed=4, curriculum=LengthCurriculum(10))
+    lengths = _lengths(dm.train_dataloader())
+    for step, length in enumerate(lengths):
+        assert 1 <= length <= min(6, 2 + step // 10), f"step {step}"
+    assert max(lengths[30:]) > 4, "the range has widened past 1..4 by step 30"
+    dm.follow_starts(lambda: 20)  # a restart at step 20 begins the curriculum again
+    again = _lengths(dm.train_dataloader())
+    assert max(again[20:30]) <= 2 and again[20:30] != lengths[20:30]
+    assert max(again[30:40]) <= 3
+
+
+def test_a_finished_curriculum_leaves_the_stream_exactly_as_without_one():
+    task = CopyTask(min_len=1, max_len=4)
+    plain = SyntheticDataModule(task, 2, 30, seed=8)
+    taught = SyntheticDataModule(task, 2, 30, seed=8, curriculum=LengthCurriculum(5))
+    pairs = list(zip(plain.train_dataloader(), taught.train_dataloader(), strict=True))
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in pairs[10:]), "full range from 10"
+    assert any(not torch.equal(a.inputs, b.inputs) for a, b in pairs[:10])
 
 
 def _endless(loader):

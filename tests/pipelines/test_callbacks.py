@@ -88,6 +88,16 @@ def test_the_decision_and_counters_survive_a_checkpoint_round_trip():
     assert resumed.restarts == 2
 
 
+def test_a_start_is_not_judged_before_its_grace_steps_and_grace_counts_from_each_start():
+    """Under a curriculum of 25 steps, validations every 10 steps: the stall at step 20 is not
+    judged, the one at step 30 is; the next start (from 30) is judged from step 55 on."""
+    callback = RecoverFromSetbacks(
+        "val_bits_per_seq", 0.1, 1, lambda k: {"restart": k}, grace_steps=25
+    )
+    assert validations(callback, [5.0] * 8) == [30, 60]
+    assert callback.start_step == 60
+
+
 def test_the_sanity_check_is_not_a_validation():
     callback = restarter(patience=1)
     trainer = SimpleNamespace(sanity_checking=True, world_size=1, logger=None)

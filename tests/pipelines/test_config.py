@@ -26,10 +26,10 @@ def test_defaults_parse_and_flatten_with_dotted_names():
     ("task", "expected"),
     [
         # controller, location-first heads, controller units, heads, batch, decay patience, beta,
-        # starting memory
-        ("copy", ("dense", True, 100, 1, 1, 64, 1, 0.0, "constant")),
-        ("repeat_copy", ("lstm", True, 100, 1, 1, 16, 0, 0.0, "constant")),
-        ("associative_recall", ("dense", False, 256, 4, 4, 32, 0, 5.0, "random")),
+        # starting memory, curriculum steps per length
+        ("copy", ("dense", True, 100, 1, 1, 64, 1, 0.0, "constant", 0)),
+        ("repeat_copy", ("lstm", True, 100, 1, 1, 16, 0, 0.0, "constant", 0)),
+        ("associative_recall", ("dense", False, 256, 4, 4, 32, 0, 5.0, "random", 300)),
     ],
 )
 def test_the_task_chooses_the_ntm_recipe_unless_given(task, expected):
@@ -46,18 +46,24 @@ def test_the_task_chooses_the_ntm_recipe_unless_given(task, expected):
             config.optim.lr_decay_patience,
             model.beta_init,
             model.memory_init,
+            config.data.curriculum_steps_per_length,
         )
 
     assert recipe([]) == expected
     given = ["--controller", "double_dense", "--location_first_init", "true"]
     given += ["--controller_size", "7", "--read_heads", "2", "--write_heads", "3"]
     given += ["--batch_size", "5", "--lr_decay_patience", "4", "--beta_init", "2"]
-    given += ["--memory_init", "learned"]
-    assert recipe(given) == ("double_dense", True, 7, 2, 3, 5, 4, 2.0, "learned")
+    given += ["--memory_init", "learned", "--curriculum_steps_per_length", "9"]
+    assert recipe(given) == ("double_dense", True, 7, 2, 3, 5, 4, 2.0, "learned", 9)
     empty = ["--controller", "", "--read_heads", "", "--batch_size", ""]
     assert recipe(empty) == expected, "an empty MLproject value means the recipe"
     lstm = parse_config(TrainConfig, ["--task", task, "--model", "lstm"])
-    assert (lstm.data.batch_size, lstm.optim.lr_decay_patience) == (64, 3), "NTM-only recipe"
+    data, optim = lstm.data, lstm.optim
+    assert (data.batch_size, optim.lr_decay_patience, data.curriculum_steps_per_length) == (
+        64,
+        3,
+        0,
+    ), "NTM-only recipe"
     assert "model.read_heads" not in flatten_params(lstm), "an LSTM run logs no NTM fields"
 
 

@@ -229,6 +229,22 @@ def test_a_stalled_start_restarts_from_fresh_weights_of_its_own_seed(client):
         torch.testing.assert_close(last[f"model.{name}"], value, atol=1e-9, rtol=0)
 
 
+def test_a_restart_begins_the_length_curriculum_again_and_the_run_logs_where_it_stands(client):
+    """Copy 1..5 with one length more every 10 steps: 1..2 first, the whole range from step 30.
+    At lr 1e-12 the start stalls, but it is judged only from step 30 on, so the validation at
+    step 20 (the first that could restart it) does not, and the one at step 30 does; the new
+    start trains on 1..2 again."""
+    argv = [*NTM_TINY, "--max_steps", "40", "--lr", "1e-12", "--restart_patience", "1",
+            "--restart_above", "0", "--compile", "false", "--min_len", "1",
+            "--curriculum_steps_per_length", "10", "--log_every_n_steps", "1"]  # fmt: skip
+    result = train(parse_config(TrainConfig, argv))
+    restarts = client.get_metric_history(result.run_id, "restarts")
+    assert [(m.step, m.value) for m in restarts] == [(30, 1.0), (40, 1.0)]
+    logged = client.get_metric_history(result.run_id, "curriculum_max_len")
+    uppers = [int(m.value) for m in sorted(logged, key=lambda m: m.step)]
+    assert uppers == [2] * 10 + [3] * 10 + [4] * 10 + [2] * 10
+
+
 def test_the_ntm_recipes_recover_from_setbacks_where_measured_and_other_models_do_not():
     copy = parse_config(TrainConfig, []).trainer
     assert (copy.restart_patience, copy.restart_above, copy.relapse_factor) == (8, 0.1, 2.0)
