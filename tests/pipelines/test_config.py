@@ -29,7 +29,7 @@ def test_defaults_parse_and_flatten_with_dotted_names():
         # starting memory, curriculum steps per length
         ("copy", ("dense", True, 100, 1, 1, 64, 1, 0.0, "constant", 0)),
         ("repeat_copy", ("lstm", True, 100, 1, 1, 16, 0, 0.0, "constant", 0)),
-        ("associative_recall", ("dense", False, 256, 4, 4, 32, 0, 5.0, "random", 300)),
+        ("associative_recall", ("dense", False, 256, 4, 4, 32, 0, 5.0, "random", 150)),
     ],
 )
 def test_the_task_chooses_the_ntm_recipe_unless_given(task, expected):
