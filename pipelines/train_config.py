@@ -91,7 +91,7 @@ class NtmTaskRecipe:
 # associative recall now follows an item-count curriculum (datamodules/curriculum.py): each
 # start trains on 2..3 items first and one more every 150 steps (2..6 from step 450), and is
 # judged for a restart only from then on. Seeds 0-9: 10 of 10 within 100,000 episodes
-# (median 28,800), median 99.70 % at 12 items; seeds 10-14 still 2 of 5 (a start still
+# (median 28,800), median 99.70 % at 12 items; held-out seeds 10-19 7 of 10 (a start still
 # plateaus about one time in three). One more item every 300 steps gave 10 of 10 and 3 of 5
 # but 97.22 % at 12 items, the items past 4 being seen later (benchmarks/RESULTS.md).
 # Repeat copy neither restarts nor rolls back: all 5 seeds of 5 reached 0.5 bits/seq on their
