@@ -453,7 +453,8 @@ class SyntheticDataModule(pl.LightningDataModule):
         self._start_step = start_step
 
     def train_upper(self, index: int) -> int:
-        """The longest training length (most items) of training batch ``index``."""
+        """The longest training length (most items) of training batch ``index`` (without a
+        curriculum the task's, which draws the stream exactly as no bound would)."""
         task = self.task
         if self.curriculum is None:
             return task.max_len
@@ -493,8 +494,7 @@ class SyntheticDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank, _ = self._rank_and_world()
-        upper = self.train_upper if self.curriculum is not None else None
-        stream = _TrainStream(self.task, self.batch_size, self.seed, rank, upper)
+        stream = _TrainStream(self.task, self.batch_size, self.seed, rank, self.train_upper)
         trainer = self.trainer
         position = (lambda: trainer.global_step) if trainer is not None else None
         sampler = _StreamPositionSampler(self.batches_per_epoch, position)
