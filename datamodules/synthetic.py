@@ -349,19 +349,18 @@ class _TrainStream(Dataset):
         task: SyntheticTask,
         batch_size: int,
         seed: int,
-        rank: int = 0,
-        upper: Callable[[int], int] | None = None,
+        rank: int,
+        upper: Callable[[int], int],
     ) -> None:
         self.task, self.batch_size, self.seed, self.rank = task, batch_size, seed, rank
-        self.upper = upper  # batch index -> longest length a curriculum allows (None: all)
+        self.upper = upper  # batch index -> the longest length it may draw (a curriculum's)
 
     def __len__(self) -> int:  # endless: the sampler decides which indices exist
         return 2**62
 
     def __getitem__(self, index: int) -> SequenceBatch:
         generator = seeded_generator(self.seed, TRAIN_STREAM, index)
-        upper = self.upper(index) if self.upper is not None else None
-        length = self.task.sample_lengths(1, generator, upper)
+        length = self.task.sample_lengths(1, generator, self.upper(index))
         if self.rank:
             generator = seeded_generator(self.seed, TRAIN_STREAM, index, self.rank)
         return self.task.generate(length.expand(self.batch_size), generator)
