@@ -3,10 +3,9 @@
 Why: an associative-recall episode of 2 items always queries the first item, so a model can
 answer it with a positional rule ("output the second item") without any lookup. On the task's
 full range (2..6 items) that rule is the first thing half of the NTM's seeds learn, and they sit
-on its ~4 bits/seq plateau (benchmarks/RESULTS.md, issue 22). Training first on 2..3 items,
-then 2..4, and so on, took seeds 0-9 from 9 of 10 to 10 of 10 reaching 0.1 bits/seq within
-100,000 episodes, in fewer episodes (median 28,800 against 44,800); a start still lands on the
-plateau about one time in three, which the restart rule is left to catch.
+on its plateau. Training first on 2..3 items, then 2..4, and so on, makes more seeds reach the
+target and sooner (docs/results.md, "NTM recipes, over seeds"); a start can still land on the
+plateau, which the restart rule is left to catch.
 
 The curriculum counts steps from the start of the current *start* (a restart from fresh weights
 begins it again), and only the training stream follows it: validation and test sets always

@@ -183,8 +183,9 @@ class MNISTDataModule(pl.LightningDataModule):
             part = torch.tensor_split(torch.arange(len(dataset)), world)[rank]
             return DataLoader(Subset(dataset, part.tolist()), batch_size=size, collate_fn=collate)
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(dataset, batch_size=size, shuffle=shuffle, generator=generator,
-                          collate_fn=collate)  # fmt: skip
+        return DataLoader(
+            dataset, batch_size=size, shuffle=shuffle, generator=generator, collate_fn=collate
+        )
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)

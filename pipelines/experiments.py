@@ -10,141 +10,20 @@ per length) and the accuracy-vs-length plot. The two trainings are child runs of
 run, so the MLflow UI compares them in one view.
 
 The defaults (45 minutes, stop at 0.01 bits/seq) are what the LSTM needs on two CPU cores to
-fit copy's training lengths (99.78 % at length 20 after 39 minutes; benchmarks/RESULTS.md); the
-NTM gets there in about a minute. In 10 minutes the LSTM reached 92 % at length 20.
+fit copy's training lengths; the NTM gets there far sooner (docs/results.md, "NTM against LSTM
+on copy").
 """
 
-from __future__ import annotations
-
 import sys
-from dataclasses import dataclass, field
 
-from datamodules.synthetic import TASKS
-from pipelines.cli import run_pipeline
-from pipelines.config import ConfigError, flatten_params, option
-from pipelines.factory import make_task
-from pipelines.reports import ScoreRow, log_comparison, summary_markdown
-from pipelines.scaling import PlacementConfig, copy_placement, placement_of
-from pipelines.tracking.registry import register
-from pipelines.tracking.runs import tracked_run
-from pipelines.train import MONITOR, TrainResult, train
-from pipelines.train_config import SEQUENCE_TASKS, TrainConfig
+from pipelines.common.cli import run_pipeline
+from pipelines.studies.ntm_vs_lstm import NtmVsLstmConfig, ntm_vs_lstm
 
-MODELS = ("ntm", "lstm")
-REFERENCE_COPY_LENGTHS = (5, 10, 20, 40, 80, 120)
-SUMMARY = "evaluation/summary.md"
-
-
-@dataclass
-class NtmVsLstmConfig:
-    task: str = option("copy", "task both models train on", choices=SEQUENCE_TASKS)
-    budget_minutes: float = option(
-        45.0, "training wall-clock of each model (the one budget)", min=0.0, exclusive_min=True
-    )
-    stop_at: float | None = option(
-        0.01,
-        "a model stops early once its val_bits_per_seq <= this (empty: each trains the whole "
-        "budget); the NTM solves copy in about a minute, so this spares the rest of its budget",
-        min=0.0,
-    )
-    seed: int = option(0, "seed of weights and data, shared by both models", min=0)
-    test_lengths: tuple[int, ...] = option(
-        (),
-        "comma-separated test lengths (empty: copy 5,10,20,40,80,120; other tasks their "
-        "evaluation lengths)",
-        min=1,
-    )
-    batch_size: int = option(64, "sequences per training batch", min=1)
-    batches_per_epoch: int = option(200, "training batches between validations", min=1)
-    val_size: int = option(1000, "sequences in the fixed validation set", min=1)
-    test_size: int = option(1000, "sequences per test length", min=1)
-    progress_bar: bool = option(True, "show Lightning's progress bar")
-    experiment_name: str | None = option(None, "MLflow experiment (default: ntm_vs_lstm-<task>)")
-    placement: PlacementConfig = field(default_factory=PlacementConfig)  # each model's training
-
-    def resolve(self) -> None:
-        if not self.test_lengths and self.task in TASKS:
-            default = TASKS[self.task].default_eval_lengths
-            self.test_lengths = REFERENCE_COPY_LENGTHS if self.task == "copy" else default
-
-
-def child_config(config: NtmVsLstmConfig, model: str, experiment: str) -> TrainConfig:
-    """The train config of one side: everything but the model is shared."""
-    child = TrainConfig()
-    child.model.name = model
-    child.seed = config.seed
-    child.experiment_name = experiment
-    data, trainer = child.data, child.trainer
-    data.task = config.task
-    data.test_lengths = config.test_lengths
-    data.batch_size, data.batches_per_epoch = config.batch_size, config.batches_per_epoch
-    data.val_size, data.test_size = config.val_size, config.test_size
-    trainer.max_minutes, trainer.max_steps = config.budget_minutes, 10**9
-    trainer.stop_at = config.stop_at
-    trainer.progress_bar = config.progress_bar
-    copy_placement(config.placement, trainer)
-    child.resolve()
-    try:
-        child.check()
-    except ConfigError as error:
-        raise ConfigError(f"{model}: {error}") from None
-    return child
-
-
-def rows_of(model: str, config: TrainConfig, result: TrainResult) -> list[ScoreRow]:
-    """The child's test scores (its best checkpoint, scored by the train pipeline)."""
-    metrics = result.metrics
-    task = make_task(config.data)
-    return [
-        ScoreRow(
-            model=model,
-            model_type=model,
-            run_id=result.run_id,
-            param_count=result.param_count,
-            task=config.data.task,
-            length=length,
-            repeats=None,
-            label=task.label(length),
-            bit_acc=metrics[f"bit_acc_{task.label(length)}"],
-            bits_per_seq=metrics[f"bits_per_seq_{task.label(length)}"],
-            train_time_s=result.seconds,
-        )
-        for length in config.data.test_lengths
-    ]
-
-
-def ntm_vs_lstm(config: NtmVsLstmConfig) -> tuple[str, list[ScoreRow]]:
-    """Parent run with one child train run per model; returns the parent id and the rows."""
-    experiment = config.experiment_name or f"ntm_vs_lstm-{config.task}"
-    placement_of(config.placement)  # a bad placement fails before anything starts
-    children = {model: child_config(config, model, experiment) for model in MODELS}
-    tags = {"ntmlab.pipeline": "ntm_vs_lstm"}
-    with tracked_run(experiment, f"ntm_vs_lstm-{config.task}", tags) as parent:
-        outbox = parent.outbox
-        outbox.log_params({k: v for k, v in flatten_params(config).items() if v is not None})
-        rows: list[ScoreRow] = []
-        for model, child in children.items():
-            result = train(child, nested=True)
-            rows += rows_of(model, child, result)
-            outbox.log_metrics(
-                {f"{model}/param_count": result.param_count,
-                 f"{model}/train_time_s": result.seconds}, step=0,
-            )  # fmt: skip
-            name = f"{model}-{config.task}"
-            version = register(
-                parent.client, result.run_id, name, MONITOR, result.best_score, "minimize",
-                {"ntmlab.ntm_vs_lstm_run_id": parent.run_id},
-            )  # fmt: skip
-            print(f"ntm_vs_lstm: {model} registered as {name} version {version.version}")
-        log_comparison(outbox, rows, prefix_models=True)
-        summary = summary_markdown(rows)
-        outbox.log_text(summary, SUMMARY)
-        parent.describe(summary)
-    return parent.run_id, rows
+CONFIG = NtmVsLstmConfig  # the schema of this command's options
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_pipeline("ntm_vs_lstm", NtmVsLstmConfig, ntm_vs_lstm, argv, __doc__)
+    return run_pipeline("ntm_vs_lstm", CONFIG, ntm_vs_lstm, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,27 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # A train run that takes seconds: 1 x 16 LSTM, 2 validations of 50 sequences, a figure each.
 TINY_LSTM_ARGS = [
-    "--model", "lstm", "--hidden_size", "16", "--num_layers", "1", "--max_steps", "40",
-    "--batches_per_epoch", "20", "--val_size", "50", "--test_lengths", "5,30",
-    "--test_size", "20", "--plot_every_n_val", "1", "--log_every_n_steps", "5",
-]  # fmt: skip
+    "--model",
+    "lstm",
+    "--hidden_size",
+    "16",
+    "--num_layers",
+    "1",
+    "--max_steps",
+    "40",
+    "--batches_per_epoch",
+    "20",
+    "--val_size",
+    "50",
+    "--test_lengths",
+    "5,30",
+    "--test_size",
+    "20",
+    "--plot_every_n_val",
+    "1",
+    "--log_every_n_steps",
+    "5",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -95,20 +112,33 @@ class MlflowServer:
 
     def start(self, timeout_s: float = 60.0) -> None:
         command = [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{self.directory / 'mlflow.db'}",
-            "--artifacts-destination", str(self.directory / "mlartifacts"),
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.directory / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(self.directory / "mlartifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
             *self.extra_args,
-        ]  # fmt: skip
+        ]
         # MLflow 3.17's server starts four job-queue consumers (GenAI jobs, each importing
         # mlflow) that nothing here uses: off, they cost no CPU on a two-core CI machine
         env = subprocess_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **self.env)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

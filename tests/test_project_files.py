@@ -1,6 +1,8 @@
 """The project's declarative files agree with the code they drive."""
 
+import importlib
 import re
+import shlex
 import subprocess
 import tomllib
 from functools import reduce
@@ -9,14 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.classify import ClassifyConfig
-from pipelines.config import build_parser, leaves, param_key
-from pipelines.evaluate import EvaluateConfig
-from pipelines.experiments import NtmVsLstmConfig
-from pipelines.hpo import HpoConfig
+from pipelines.common.config import build_parser, leaves, param_key, parse_config
+from pipelines.sequence.config import TrainConfig
 from pipelines.tracking.store import tracking_uri
-from pipelines.train_config import TrainConfig
-from pipelines.unfolded_grid import UnfoldedGridConfig
 from tests.conftest import ROOT
 
 
@@ -24,15 +21,40 @@ def _mlproject():
     return yaml.safe_load((ROOT / "MLproject").read_text())
 
 
+def _schema_of(command: str) -> type:
+    """The config schema of the command an entry point runs (``python -m pipelines.<name>``)."""
+    module = re.match(r"python -m (pipelines\.\w+)", command).group(1)
+    return importlib.import_module(module).CONFIG
+
+
 ENTRY_POINT_SCHEMAS = {
-    "train": TrainConfig,
-    "main": TrainConfig,
-    "evaluate": EvaluateConfig,
-    "ntm_vs_lstm": NtmVsLstmConfig,
-    "hpo": HpoConfig,
-    "classify": ClassifyConfig,
-    "unfolded_grid": UnfoldedGridConfig,
+    name: _schema_of(point["command"]) for name, point in _mlproject()["entry_points"].items()
 }
+
+
+def test_every_entry_point_is_checked():
+    assert set(ENTRY_POINT_SCHEMAS) >= {
+        "main",
+        "train",
+        "evaluate",
+        "ntm_vs_lstm",
+        "hpo",
+        "classify",
+        "unfolded_grid",
+        "reproduce",
+    }
+
+
+def test_an_undeclared_parameter_reaches_the_command_as_an_option():
+    """MLflow Projects appends an undeclared ``-P name=value`` as ``--name value``; the docs
+    promise that every pipeline option works as a ``-P`` parameter because of it."""
+    from mlflow.projects._project_spec import load_project
+
+    entry = load_project(str(ROOT)).get_entry_point("train")
+    command = entry.compute_command({"max_steps": "7", "read_heads": "2"}, None)
+    assert command.endswith("--read_heads 2")
+    config = parse_config(TrainConfig, shlex.split(command)[3:])
+    assert (config.trainer.max_steps, config.model.read_heads) == (7, 2)
 
 
 @pytest.mark.parametrize("entry_point", sorted(ENTRY_POINT_SCHEMAS))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 # Added to |k| |M_n|. Rows never written keep the 1e-6 starting memory (norm ~5e-6), and a
 # cosine with such a row has a gradient ~1/|M_n| ~ 2e5 with respect to it: with eps 1e-8 that
 # produced 200x gradient spikes mid-training, after which a read head parked on one slot and the
-# run fell to chance (benchmarks/RESULTS.md, "Why runs collapsed"). With 1e-3 an unwritten row
+# run fell to chance (docs/results-log.md, "Why runs collapsed"). With 1e-3 an unwritten row
 # scores ~0 (similar to nothing) and the spikes are gone; written rows (|k| |M_n| >~ 1) are
 # unaffected.
 COSINE_EPS = 1e-3

@@ -68,7 +68,7 @@ class HeadProjection(nn.Module):
         slots, and a head that mixes half of that near-uniform lookup into every step stays
         blurred over the whole memory; the model then settles on an LSTM-only partial solution
         (~14 bits/seq on copy). Starting location-first lets a head focus within a few steps.
-        Measured effect (benchmarks/RESULTS.md): it helps some seeds escape that plateau
+        Measured effect (docs/results-log.md): it helps some seeds escape that plateau
         sooner but does not guarantee it. Only initial values change; everything is learned.
         """
         gate_offset = self.width + 1

@@ -43,8 +43,15 @@ class NTMConfig:
     beta_init: float = 0.0  # starting key strength; 0: Linear's bias (beta ~ 0.7)
 
     def __post_init__(self) -> None:
-        for name in ("input_size", "output_size", "memory_slots", "memory_width",
-                     "read_heads", "write_heads", "controller_size"):  # fmt: skip
+        for name in (
+            "input_size",
+            "output_size",
+            "memory_slots",
+            "memory_width",
+            "read_heads",
+            "write_heads",
+            "controller_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.shift_range < 0 or 2 * self.shift_range + 1 > self.memory_slots:
@@ -82,9 +89,11 @@ def _contiguous(state: NTMState) -> NTMState:
             for part in controller
         )
     return NTMState(
-        state.memory.contiguous(), state.log_weights.contiguous(), state.reads.contiguous(),
+        state.memory.contiguous(),
+        state.log_weights.contiguous(),
+        state.reads.contiguous(),
         controller,
-    )  # fmt: skip
+    )
 
 
 class NTM(FusedStep, nn.Module):
@@ -94,14 +103,21 @@ class NTM(FusedStep, nn.Module):
         reads = config.read_heads * config.memory_width
         heads = config.read_heads + config.write_heads
         self.controller = build_controller(
-            config.controller, config.input_size + reads, config.controller_size,
+            config.controller,
+            config.input_size + reads,
+            config.controller_size,
             config.controller_clip,
-        )  # fmt: skip
+        )
         self.heads = HeadProjection(
-            config.controller_size, config.read_heads, config.write_heads,
-            config.memory_width, config.shift_range, config.controller_clip,
-            location_first=config.location_first_init, beta_init=config.beta_init,
-        )  # fmt: skip
+            config.controller_size,
+            config.read_heads,
+            config.write_heads,
+            config.memory_width,
+            config.shift_range,
+            config.controller_clip,
+            location_first=config.location_first_init,
+            beta_init=config.beta_init,
+        )
         self.memory_init = MemoryInit(config.memory_slots, config.memory_width, config.memory_init)
         # Learned starting points (as Collier & Beel). Glorot-scale logits make the first
         # weighting visibly non-uniform: with a constant memory, content addressing cannot tell
@@ -136,9 +152,14 @@ class NTM(FusedStep, nn.Module):
         features, controller_state = self.controller(controller_in, state.controller)
         params = self.heads(features)
         log_weights = address(
-            state.memory, state.log_weights, params.keys, params.beta, params.gate_logit,
-            params.log_shift, params.gamma,
-        )  # fmt: skip
+            state.memory,
+            state.log_weights,
+            params.keys,
+            params.beta,
+            params.gate_logit,
+            params.log_shift,
+            params.gamma,
+        )
         weights = log_weights.exp()
         read_weights, write_weights = weights.split(
             [self.config.read_heads, self.config.write_heads], dim=1

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from pipelines.atomic_files import atomic_write
+from pipelines.common.atomic_files import atomic_write
 
 
 class CheckpointError(ValueError):

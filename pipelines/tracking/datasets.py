@@ -23,7 +23,7 @@ from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from datamodules.mnist import RAW_FILES, TRAIN_SIZE, VAL_SIZE
-from datamodules.synthetic import SyntheticTask
+from datamodules.tasks import SyntheticTask
 
 TASK_ATTRIBUTES = ("bits", "min_len", "max_len", "min_repeats", "max_repeats", "item_size")
 _file_digests: dict[tuple[str, int, int], str] = {}
@@ -96,12 +96,19 @@ def mnist_inputs(
     )
     train_count = train_subset or TRAIN_SIZE
     splits = [
-        ("train", "training", f"{train_count} of the {TRAIN_SIZE}-image split (seed {seed}) "
-                              "of the official training set"),
-        ("validation", "validation", f"the other {VAL_SIZE} images of the official training "
-                                     f"set (seed {seed})"),
+        (
+            "train",
+            "training",
+            f"{train_count} of the {TRAIN_SIZE}-image split (seed {seed}) "
+            "of the official training set",
+        ),
+        (
+            "validation",
+            "validation",
+            f"the other {VAL_SIZE} images of the official training set (seed {seed})",
+        ),
         ("test", "test", "the official 10,000-image test set"),
-    ]  # fmt: skip
+    ]
     inputs = []
     for split, context, how in splits:
         dataset = MetaDataset(source, name=f"mnist-{view}-{split}", digest=files, schema=schema)

@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.service_pb2 import DatasetInput as DatasetInputProto
 from mlflow.utils.proto_json_utils import message_to_json, parse_dict
 
-from pipelines.atomic_files import atomic_write
+from pipelines.common.atomic_files import atomic_write
 from pipelines.tracking.store import run_dir, tracking_uri
 from pipelines.tracking.transport import Transport, transport_for
 
@@ -233,8 +233,9 @@ class TrackingOutbox:
         reason = str(error).splitlines()[0][:300]
         self.rejected.append(reason)
         self._in_flight()
-        print(f"ERROR: tracking store rejected items of run {self.run_id}: {reason}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"ERROR: tracking store rejected items of run {self.run_id}: {reason}", file=sys.stderr
+        )
 
     def _local_copy(self, artifact_file: str) -> Path:
         local = self.spool_dir / "files" / artifact_file

@@ -51,9 +51,11 @@ def register(
         promote = True
     elif champion.tags.get(METRIC_TAG) != metric:
         promote = False
-        print(f"registry: {name}@{CHAMPION} was judged on {champion.tags.get(METRIC_TAG)}, not "
-              f"{metric}; version {version.version} is registered but not promoted",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"registry: {name}@{CHAMPION} was judged on {champion.tags.get(METRIC_TAG)}, not "
+            f"{metric}; version {version.version} is registered but not promoted",
+            file=sys.stderr,
+        )
     else:
         promote = _better(float(value), float(champion.tags.get(VALUE_TAG, "nan")), direction)
     if promote:

@@ -1,9 +1,10 @@
-"""What resuming an interrupted train run needs, gathered and checked before anything starts.
+"""What resuming an interrupted run needs, gathered and checked before anything starts.
 
-A run records its config (``config/train_config.json``) when it starts and mirrors its
-checkpoints to ``checkpoints/``; this machine keeps them in the run's local directory too. The
-local copy is preferred (it is written atomically, the artifact is a copy of it); a missing one is
-downloaded, so a run can be resumed on another machine that shares the tracking server.
+A resumable run records its config (``config/train_config.json``) when it starts and mirrors
+its checkpoints to ``checkpoints/``; this machine keeps them in the run's local directory too.
+The local copy is preferred (it is written atomically, the artifact is a copy of it); a missing
+one is downloaded, so a run can be resumed on another machine that shares the tracking server.
+The recorded config comes back as the dict it was saved as: the pipeline rebuilds its schema.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipelines.atomic_files import atomic_write
-from pipelines.config import ConfigError, from_dict
+from pipelines.common.atomic_files import atomic_write
+from pipelines.common.config import ConfigError
 from pipelines.tracking.checkpoints import load_checkpoint
+from pipelines.tracking.runs import PIPELINE_TAG
 from pipelines.tracking.store import check_reachable, run_dir, tracking_uri
-from pipelines.train_config import TrainConfig
 
 CONFIG_ARTIFACT = "config/train_config.json"
 CHECKPOINT_ARTIFACT_DIR = "checkpoints"
@@ -30,7 +32,7 @@ LAST, BEST = "last.ckpt", "best.ckpt"
 
 @dataclass
 class ResumePoint:
-    config: TrainConfig
+    config: dict[str, Any]  # as the run recorded it
     checkpoint: Path
     logged_through: dict[str, int] = field(default_factory=dict)
 
@@ -51,8 +53,9 @@ def _download(client: MlflowClient, run_id: str, artifact: str, target: Path) ->
     return True
 
 
-def prepare_resume(run_id: str) -> ResumePoint:
-    """Config, checkpoint and logged metric steps of ``run_id``; ``ConfigError`` if unusable."""
+def prepare_resume(run_id: str, pipeline: str) -> ResumePoint:
+    """Config, checkpoint and logged metric steps of ``run_id``, a run of ``pipeline`` (its
+    ``ntmlab.pipeline`` tag); ``ConfigError`` if unusable."""
     uri = tracking_uri()
     check_reachable(uri)
     client = MlflowClient(uri)
@@ -60,15 +63,14 @@ def prepare_resume(run_id: str) -> ResumePoint:
         run = client.get_run(run_id)
     except MlflowException:
         raise ConfigError(f"--resume_run_id: no run {run_id!r} in {uri}") from None
-    if run.data.tags.get("ntmlab.pipeline") != "train":
-        raise ConfigError(f"--resume_run_id: run {run_id} is not a train run")
+    if run.data.tags.get(PIPELINE_TAG) != pipeline:
+        raise ConfigError(f"--resume_run_id: run {run_id} is not a {pipeline} run")
 
     with tempfile.TemporaryDirectory() as tmp:
         recorded = Path(tmp) / "config.json"
         if not _download(client, run_id, CONFIG_ARTIFACT, recorded):
             raise ConfigError(f"--resume_run_id: run {run_id} recorded no {CONFIG_ARTIFACT}")
-        config = from_dict(TrainConfig, json.loads(recorded.read_text()))
-    config.resume_run_id = run_id
+        config = json.loads(recorded.read_text())
 
     directory = checkpoint_dir(run_id)
     for name in (LAST, BEST):

@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
-from pipelines.interrupts import RunInterrupted
+from pipelines.common.interrupts import RunInterrupted
 from pipelines.tracking.outbox import WORKER_SPOOLS, TrackingOutbox
 from pipelines.tracking.store import (
     DEFAULT_EXPERIMENT_ID,
@@ -40,6 +40,7 @@ from pipelines.tracking.system_metrics import SystemMetricsSampler
 from pipelines.tracking.transport import transport_for
 
 RUN_ID_ENV = "MLFLOW_RUN_ID"
+PIPELINE_TAG = "ntmlab.pipeline"  # which pipeline made a run
 ERROR_TAG = "error"
 RESUMED_INTO_TAG = "ntmlab.resumed_into"
 MOVED_TO_TAG = "ntmlab.moved_to"
@@ -81,9 +82,13 @@ def _redirect_stub(client: MlflowClient, stub_id: str, run_id: str, how: str, ta
 
 
 def _open(
-    client: MlflowClient, experiment_name: str, run_name: str, tags: dict[str, str],
-    nested: bool, resume_run_id: str | None,
-) -> tuple[str, str, bool]:  # fmt: skip
+    client: MlflowClient,
+    experiment_name: str,
+    run_name: str,
+    tags: dict[str, str],
+    nested: bool,
+    resume_run_id: str | None,
+) -> tuple[str, str, bool]:
     """(run id, experiment id, whether its name is already set) of the run to log into."""
     inherited = os.environ.get(RUN_ID_ENV) if not nested else None
     if resume_run_id:

@@ -23,7 +23,7 @@ from pipelines.tracking.outbox import TrackingOutbox
 
 PREFIX = "system/"
 INTERVAL_ENV = "NTMLAB_SYSTEM_METRICS_INTERVAL_S"
-DEFAULT_INTERVAL_S = 10.0  # one sample per 10 s: the overhead is far below 1 % (RESULTS.md)
+DEFAULT_INTERVAL_S = 10.0  # one sample per 10 s: a negligible overhead (docs/results-log.md)
 
 
 def _gpu_monitor() -> BaseMetricsMonitor | None:

@@ -34,9 +34,12 @@ class Transport(Protocol):
     tracking_uri: str
 
     def log_batch(
-        self, run_id: str, metrics: Sequence[Metric], params: Sequence[Param],
+        self,
+        run_id: str,
+        metrics: Sequence[Metric],
+        params: Sequence[Param],
         tags: Sequence[RunTag],
-    ) -> None: ...  # fmt: skip
+    ) -> None: ...
 
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None: ...
 
@@ -76,9 +79,15 @@ class RestTransport:
 
     def _request(self, creds, endpoint: str, method: str, **kwargs):
         return http_request(
-            creds, endpoint, method, max_retries=0, backoff_factor=0, backoff_jitter=0,
-            timeout=self.timeout_s, **kwargs,
-        )  # fmt: skip
+            creds,
+            endpoint,
+            method,
+            max_retries=0,
+            backoff_factor=0,
+            backoff_jitter=0,
+            timeout=self.timeout_s,
+            **kwargs,
+        )
 
     def _call(self, endpoint: str, message, method: str = "POST") -> dict:
         body = json.loads(message_to_json(message))
@@ -102,9 +111,11 @@ class RestTransport:
 
     def set_terminated(self, run_id, status, end_time) -> None:
         message = UpdateRun(
-            run_id=run_id, run_uuid=run_id, status=RunStatus.from_string(status),
+            run_id=run_id,
+            run_uuid=run_id,
+            status=RunStatus.from_string(status),
             end_time=end_time,
-        )  # fmt: skip
+        )
         self._call("runs/update", message)
 
     def log_artifact(self, run_id, local_path, artifact_path) -> None:

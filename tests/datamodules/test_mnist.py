@@ -25,9 +25,14 @@ def test_split_sizes_and_seeded_split(data, mnist_dir_module):
 
 @pytest.mark.parametrize(
     ("view", "shape"),
-    [("flat", (8, 784)), ("image", (8, 1, 28, 28)), ("rows", (8, 28, 28)),
-     ("pixels", (8, 784, 1)), ("permuted", (8, 784, 1))],
-)  # fmt: skip
+    [
+        ("flat", (8, 784)),
+        ("image", (8, 1, 28, 28)),
+        ("rows", (8, 28, 28)),
+        ("pixels", (8, 784, 1)),
+        ("permuted", (8, 784, 1)),
+    ],
+)
 def test_views_have_their_shapes_and_are_normalized(data, view, shape):
     images = data.split("train").tensors[0][:8]
     x = make_view(images, view, permutation(0))

@@ -302,8 +302,9 @@ def test_each_rank_draws_its_own_sequences_of_the_steps_shared_length():
 
 def test_ranks_split_the_validation_and_test_sets_once_without_padding():
     task = CopyTask(min_len=1, max_len=8)
-    dm = SyntheticDataModule(task, batch_size=2, val_size=45, eval_batch_size=20,
-                             test_lengths=(5,), test_size=7, seed=1)  # fmt: skip
+    dm = SyntheticDataModule(
+        task, batch_size=2, val_size=45, eval_batch_size=20, test_lengths=(5,), test_size=7, seed=1
+    )
     whole = torch.cat([b.inputs.flatten(1).sum(1) for b in dm.val_batches()])
     for world in (2, 3):
         parts, tested = [], 0

@@ -13,19 +13,41 @@ import torch
 
 from datamodules.mnist import MNISTDataModule
 from models.metrics import score_batches
-from pipelines.factory import make_datamodule, make_module, make_task
+from pipelines.sequence.build import make_datamodule, make_module, make_task
+from pipelines.sequence.trained import load_from_run
 from pipelines.tracking.checkpoints import load_checkpoint
-from pipelines.tracking.models import load_from_run
 from tests.conftest import ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow
 
 DDP_TRAIN = [
-    "--model", "lstm", "--hidden_size", "16", "--num_layers", "1", "--max_steps", "30",
-    "--batches_per_epoch", "10", "--val_size", "101", "--eval_batch_size", "40",
-    "--test_lengths", "5", "--test_size", "20", "--progress_bar", "false",
-    "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
-]  # fmt: skip
+    "--model",
+    "lstm",
+    "--hidden_size",
+    "16",
+    "--num_layers",
+    "1",
+    "--max_steps",
+    "30",
+    "--batches_per_epoch",
+    "10",
+    "--val_size",
+    "101",
+    "--eval_batch_size",
+    "40",
+    "--test_lengths",
+    "5",
+    "--test_size",
+    "20",
+    "--progress_bar",
+    "false",
+    "--accelerator",
+    "cpu",
+    "--devices",
+    "2",
+    "--strategy",
+    "ddp",
+]
 
 
 def _pipeline(name: str, argv: list[str], tracking_uri: str, tmp_path: Path):
@@ -33,8 +55,11 @@ def _pipeline(name: str, argv: list[str], tracking_uri: str, tmp_path: Path):
     done = subprocess.run(
         [sys.executable, "-m", f"pipelines.{name}", *argv],
         env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri, NTMLAB_HOME=str(tmp_path / "home")),
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return done
 
@@ -69,10 +94,30 @@ def test_two_process_training_is_one_finished_run_scored_as_one_process_would(
 def test_two_process_mnist_classifier_is_one_run_scored_as_one_process_would(
     tracking_uri, client, tmp_path, mnist_dir
 ):
-    argv = ["--model", "mlp", "--depth", "2", "--hidden_size", "16", "--batch_norm", "false",
-            "--epochs", "1", "--train_subset", "1024", "--progress_bar", "false",
-            "--data_dir", str(mnist_dir), "--accelerator", "cpu", "--devices", "2",
-            "--strategy", "ddp"]  # fmt: skip
+    argv = [
+        "--model",
+        "mlp",
+        "--depth",
+        "2",
+        "--hidden_size",
+        "16",
+        "--batch_norm",
+        "false",
+        "--epochs",
+        "1",
+        "--train_subset",
+        "1024",
+        "--progress_bar",
+        "false",
+        "--data_dir",
+        str(mnist_dir),
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+    ]
     _pipeline("classify", argv, tracking_uri, tmp_path)
     (run,) = client.search_runs([client.get_experiment_by_name("mnist").experiment_id])
     assert run.info.status == "FINISHED"
@@ -108,12 +153,25 @@ def test_a_signal_under_ddp_ends_the_run_killed_and_leaves_no_worker(
     tracking_uri, client, tmp_path, signal_to, exit_code
 ):
     marker = f"ddp-signal-{tmp_path.name}"
-    argv = [*DDP_TRAIN, "--max_steps", "400", "--batches_per_epoch", "20",
-            "--experiment_name", marker]  # fmt: skip
+    argv = [
+        *DDP_TRAIN,
+        "--max_steps",
+        "400",
+        "--batches_per_epoch",
+        "20",
+        "--experiment_name",
+        marker,
+    ]
     env = subprocess_env(MLFLOW_TRACKING_URI=tracking_uri, NTMLAB_HOME=str(tmp_path / "home"))
-    rank0 = subprocess.Popen([sys.executable, "-m", "pipelines.train", *argv], env=env, cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)  # fmt: skip
+    rank0 = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.train", *argv],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 180
     run = None
     while time.monotonic() < deadline and run is None:
@@ -140,8 +198,12 @@ def test_a_signal_under_ddp_ends_the_run_killed_and_leaves_no_worker(
 
     resumed = subprocess.run(
         [sys.executable, "-m", "pipelines.train", "--resume_run_id", run.info.run_id],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     finished = client.get_run(run.info.run_id)
     assert finished.info.status == "FINISHED"

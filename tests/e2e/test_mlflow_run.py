@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import parse_config
-from pipelines.interrupts import RunInterrupted
-from pipelines.train import train
-from pipelines.train_config import TrainConfig
+from pipelines.common.config import parse_config
+from pipelines.common.interrupts import RunInterrupted
+from pipelines.sequence.config import TrainConfig
+from pipelines.sequence.fit import train
 from tests.conftest import ROOT, CtrlCAt, artifact_paths, subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -26,9 +26,12 @@ TINY = {
 
 
 def mlflow_run(
-    tracking_uri: str, params: dict[str, str], entry: str = "main", timeout=300,
+    tracking_uri: str,
+    params: dict[str, str],
+    entry: str = "main",
+    timeout=300,
     experiment: str | None = "e2e",
-):  # fmt: skip
+):
     command = [MLFLOW, "run", str(ROOT), "--env-manager", "local", "-e", entry]
     command += ["--experiment-name", experiment] if experiment else []
     for key, value in params.items():

@@ -65,7 +65,7 @@ def _population_matches_batch_statistics(model: nn.Module, sample) -> None:
 
 
 def test_eval_with_population_statistics_matches_batch_statistics_over_time():
-    """What the running averages got wrong on MNIST rows (benchmarks/bn_lstm_eval_gap.py):
+    """What the running averages got wrong on MNIST rows (a retired benchmark, docs/results-log.md):
     on one fixed input distribution, eval mode must give what batch statistics give."""
     model = RecurrentBNLSTM(5, 16, steps=10)
     _population_matches_batch_statistics(model, lambda n: torch.randn(n, 10, 5))

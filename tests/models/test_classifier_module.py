@@ -25,8 +25,13 @@ class _Data(pl.LightningDataModule):
 
 
 def _fit(module: ClassifierModule, epochs: int = 2) -> pl.Trainer:
-    trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, datamodule=_Data())
     return trainer
 

@@ -174,9 +174,14 @@ def test_short_training_on_2000_images_beats_the_threshold(name, view, threshold
     }
     core = cores[name]()
     module = ClassifierModule(core, lr=3e-3)
-    trainer = pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         limit_val_batches=2)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=2,
+    )
     trainer.fit(module, datamodule=data)
     # measured: 0.877, 0.809 and 0.846 (the BN-LSTM: 0.619 with running averages in eval mode)
     assert trainer.callback_metrics["val_acc"] >= threshold

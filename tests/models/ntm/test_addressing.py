@@ -144,10 +144,14 @@ def test_full_addressing_weights_are_a_distribution():
     memory = torch.randn(batch, slots, width)
     previous = torch.log_softmax(torch.randn(batch, heads, slots), dim=-1)
     weights = address(
-        memory, previous, torch.randn(batch, heads, width), torch.rand(batch, heads) * 5,
-        torch.randn(batch, heads), torch.log_softmax(torch.randn(batch, heads, 3), dim=-1),
+        memory,
+        previous,
+        torch.randn(batch, heads, width),
+        torch.rand(batch, heads) * 5,
+        torch.randn(batch, heads),
+        torch.log_softmax(torch.randn(batch, heads, 3), dim=-1),
         1 + torch.rand(batch, heads) * 3,
-    ).exp()  # fmt: skip
+    ).exp()
     assert (weights >= 0).all()
     assert torch.allclose(weights.sum(-1), torch.ones(batch, heads))
 

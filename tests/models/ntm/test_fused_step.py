@@ -22,14 +22,24 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("controller", "reads", "writes", "shift"), CASES,
-                         ids=[f"{c[0]}-{c[1]}r{c[2]}w-shift{c[3]}" for c in CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("controller", "reads", "writes", "shift"),
+    CASES,
+    ids=[f"{c[0]}-{c[1]}r{c[2]}w-shift{c[3]}" for c in CASES],
+)
 def test_fused_step_matches_the_eager_step(controller, reads, writes, shift):
     torch.manual_seed(0)
     config = NTMConfig(
-        input_size=5, output_size=4, memory_slots=8, memory_width=6, read_heads=reads,
-        write_heads=writes, controller=controller, controller_size=12, shift_range=shift,
-    )  # fmt: skip
+        input_size=5,
+        output_size=4,
+        memory_slots=8,
+        memory_width=6,
+        read_heads=reads,
+        write_heads=writes,
+        controller=controller,
+        controller_size=12,
+        shift_range=shift,
+    )
     fused = NTM(config)
     eager = copy.deepcopy(fused)
     fused.fuse_step()

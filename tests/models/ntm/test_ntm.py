@@ -38,8 +38,9 @@ def test_gradcheck_of_a_full_step():
     inputs.requires_grad_()
 
     def step(inputs, memory, log_weights, reads):
-        features, new = model.step(inputs, state._replace(memory=memory, log_weights=log_weights,
-                                                          reads=reads))  # fmt: skip
+        features, new = model.step(
+            inputs, state._replace(memory=memory, log_weights=log_weights, reads=reads)
+        )
         return features, new.memory, new.log_weights, new.reads
 
     assert torch.autograd.gradcheck(step, (inputs, memory, log_weights, reads))

@@ -16,14 +16,21 @@ def test_ntm_learns_short_copy_in_a_short_run():
     pl.seed_everything(0, verbose=False)
     task = CopyTask(bits=8, min_len=1, max_len=5)
     data = SyntheticDataModule(task, batch_size=16, batches_per_epoch=10**6, val_size=300, seed=0)
-    core = NTM(NTMConfig(task.input_width, task.output_width, memory_slots=32, memory_width=8,
-                         controller_size=64))  # fmt: skip
+    core = NTM(
+        NTMConfig(
+            task.input_width, task.output_width, memory_slots=32, memory_width=8, controller_size=64
+        )
+    )
     module = SequenceModule(core, optimizer="adam", lr=3e-3)
     before = score_batches(core, data.val_batches())["bits_per_seq"]
     trainer = pl.Trainer(
-        max_steps=800, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0,
-    )  # fmt: skip
+        max_steps=800,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     trainer.fit(module, train_dataloaders=data.train_dataloader())
     after = score_batches(core, data.val_batches())["bits_per_seq"]
     assert before > 10

@@ -10,22 +10,41 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import parse_config
+from pipelines.common.config import parse_config
+from pipelines.sequence.config import TrainConfig
+from pipelines.sequence.fit import train
 from pipelines.tracking.checkpoints import load_checkpoint
 from pipelines.tracking.resume import checkpoint_dir
-from pipelines.train import main, train
-from pipelines.train_config import TrainConfig
+from pipelines.train import main
 from tests.conftest import ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow
 
 STEPS, EPOCH, LOG_EVERY = 400, 20, 5
 ARGS = [
-    "--model", "lstm", "--hidden_size", "16", "--num_layers", "1",
-    "--max_steps", str(STEPS), "--batches_per_epoch", str(EPOCH), "--val_size", "50",
-    "--test_lengths", "5", "--test_size", "20", "--log_every_n_steps", str(LOG_EVERY),
-    "--plot_every_n_val", "100", "--seed", "7",
-]  # fmt: skip
+    "--model",
+    "lstm",
+    "--hidden_size",
+    "16",
+    "--num_layers",
+    "1",
+    "--max_steps",
+    str(STEPS),
+    "--batches_per_epoch",
+    str(EPOCH),
+    "--val_size",
+    "50",
+    "--test_lengths",
+    "5",
+    "--test_size",
+    "20",
+    "--log_every_n_steps",
+    str(LOG_EVERY),
+    "--plot_every_n_val",
+    "100",
+    "--seed",
+    "7",
+]
 # Same seed, same data, same arithmetic: a resumed run should match an uninterrupted one. CPU
 # float arithmetic is deterministic here, so the tolerance is tight; 5 % is the target.
 RELATIVE_TOLERANCE = 0.05

@@ -15,10 +15,10 @@ import requests
 import torch
 from mlflow.tracking import MlflowClient
 
-from pipelines.config import parse_config
+from pipelines.common.config import parse_config
+from pipelines.sequence.config import TrainConfig
+from pipelines.sequence.fit import train
 from pipelines.tracking.runs import tracked_run
-from pipelines.train import train
-from pipelines.train_config import TrainConfig
 from tests.conftest import (
     ROOT,
     TINY_LSTM_ARGS,
@@ -84,13 +84,14 @@ def test_server_outage_through_the_end_of_training_loses_no_metric(mlflow_server
         [sys.executable, "-m", "pipelines.train", *args],
         cwd=ROOT,
         env=subprocess_env(
-            MLFLOW_TRACKING_URI=mlflow_server.url, NTMLAB_HOME=str(tmp_path / "home"),
+            MLFLOW_TRACKING_URI=mlflow_server.url,
+            NTMLAB_HOME=str(tmp_path / "home"),
             **SHORT_MLFLOW_RETRIES,
         ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
     reader.start()
