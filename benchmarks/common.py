@@ -38,7 +38,7 @@ def git_commit() -> str:
 
 
 def save(name: str, payload: dict) -> Path:
-    """Write ``benchmarks/out/<name>.json`` (ignored by git; RESULTS.md holds the record), or
+    """Write ``benchmarks/out/<name>.json`` (ignored by git; docs/results.md holds the record), or
     into ``$NTMLAB_BENCHMARK_OUT`` (the tests, which must not replace a real result)."""
     out = Path(os.environ.get("NTMLAB_BENCHMARK_OUT") or OUT)
     out.mkdir(parents=True, exist_ok=True)

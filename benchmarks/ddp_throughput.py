@@ -26,8 +26,14 @@ from mlflow.tracking import MlflowClient
 
 from benchmarks.common import machine, save
 
-METRICS = ("train_seq_per_s", "seconds_to_stop_at", "sequences_to_stop_at", "train_time_s",
-           "best_val_bits_per_seq", "bit_acc_L40")  # fmt: skip
+METRICS = (
+    "train_seq_per_s",
+    "seconds_to_stop_at",
+    "sequences_to_stop_at",
+    "train_time_s",
+    "best_val_bits_per_seq",
+    "bit_acc_L40",
+)
 
 
 def run_train(store: Path, argv: list[str]) -> dict[str, float]:
@@ -63,22 +69,40 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     args, extra = parser.parse_known_args()
-    base = ["--model", "ntm", "--task", "copy", "--seed", str(args.seed), "--progress_bar",
-            "false", "--test_lengths", "40", *extra]  # fmt: skip
+    base = [
+        "--model",
+        "ntm",
+        "--task",
+        "copy",
+        "--seed",
+        str(args.seed),
+        "--progress_bar",
+        "false",
+        "--test_lengths",
+        "40",
+        *extra,
+    ]
     speed = both([*base, "--max_minutes", str(args.throughput_minutes)])
-    converge = both([*base, "--max_minutes", str(args.max_minutes), "--stop_at",
-                     str(args.threshold)])  # fmt: skip
+    converge = both(
+        [*base, "--max_minutes", str(args.max_minutes), "--stop_at", str(args.threshold)]
+    )
     single, ddp = speed["single"]["train_seq_per_s"], speed["ddp"]["train_seq_per_s"]
     ratio = ddp / single
     print(f"machine: {machine()}")
-    print(f"train_seq_per_s over {args.throughput_minutes} min: single {single:.0f}, "
-          f"ddp x2 {ddp:.0f}, ratio {ratio:.2f}")  # fmt: skip
+    print(
+        f"train_seq_per_s over {args.throughput_minutes} min: single {single:.0f}, "
+        f"ddp x2 {ddp:.0f}, ratio {ratio:.2f}"
+    )
     for name, scores in converge.items():
         seconds, sequences = scores["seconds_to_stop_at"], scores["sequences_to_stop_at"]
-        print(f"{name}: {seconds:.1f} s, {sequences:.0f} sequences to val <= {args.threshold} "
-              f"({scores['train_seq_per_s']:.0f} sequences/s)")  # fmt: skip
-    save("ddp_throughput", {"args": vars(args), "throughput": speed, "convergence": converge,
-                            "ratio": ratio})  # fmt: skip
+        print(
+            f"{name}: {seconds:.1f} s, {sequences:.0f} sequences to val <= {args.threshold} "
+            f"({scores['train_seq_per_s']:.0f} sequences/s)"
+        )
+    save(
+        "ddp_throughput",
+        {"args": vars(args), "throughput": speed, "convergence": converge, "ratio": ratio},
+    )
 
 
 if __name__ == "__main__":

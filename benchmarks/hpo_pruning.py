@@ -19,17 +19,31 @@ from pathlib import Path
 import optuna
 
 from benchmarks.common import machine, save
-from pipelines.config import parse_config
-from pipelines.hpo import HpoConfig, hpo
+from pipelines.common.config import parse_config
+from pipelines.search.study import HpoConfig, hpo
 
 
 def run_study(args: argparse.Namespace, pruner: str, directory: Path) -> dict:
     argv = [
-        "--model", args.model, "--task", args.task, "--n_trials", str(args.n_trials),
-        "--trial_max_steps", str(args.trial_max_steps), "--pruner", pruner,
-        "--storage", f"sqlite:///{directory / f'{pruner}.db'}", "--study_name", pruner,
-        "--space", args.space, "--experiment_name", f"bench-hpo-{pruner}",
-    ]  # fmt: skip
+        "--model",
+        args.model,
+        "--task",
+        args.task,
+        "--n_trials",
+        str(args.n_trials),
+        "--trial_max_steps",
+        str(args.trial_max_steps),
+        "--pruner",
+        pruner,
+        "--storage",
+        f"sqlite:///{directory / f'{pruner}.db'}",
+        "--study_name",
+        pruner,
+        "--space",
+        args.space,
+        "--experiment_name",
+        f"bench-hpo-{pruner}",
+    ]
     started = time.perf_counter()
     study = hpo(parse_config(HpoConfig, argv))
     seconds = time.perf_counter() - started
@@ -62,8 +76,10 @@ def main() -> None:
     print("| pruner | trials complete / pruned | total steps | seconds | best value |")
     print("|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['pruner']} | {r['complete']} / {r['pruned']} | {r['steps']} | "
-              f"{r['seconds']:.0f} | {r['best_value']:.3f} |")  # fmt: skip
+        print(
+            f"| {r['pruner']} | {r['complete']} / {r['pruned']} | {r['steps']} | "
+            f"{r['seconds']:.0f} | {r['best_value']:.3f} |"
+        )
     print(f"steps saved by pruning: {100 * saving:.1f} %")
     save(f"hpo_pruning_{args.model}", {"args": vars(args), "results": results, "saving": saving})
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 
 from benchmarks.common import machine, save
-from pipelines.classify import ClassifyConfig, classify
-from pipelines.config import parse_config
+from pipelines.common.config import parse_config
+from pipelines.mnist.fit import ClassifyConfig, classify
 
 
 def main() -> None:
@@ -27,26 +27,42 @@ def main() -> None:
     for spec in args.runs:
         model, view, *depth = spec.split(":")
         argv = [
-            "--model", model, "--view", view, "--epochs", str(args.epochs),
-            "--progress_bar", "false", "--experiment_name", "benchmarks-mnist", *args.extra,
-        ]  # fmt: skip
+            "--model",
+            model,
+            "--view",
+            view,
+            "--epochs",
+            str(args.epochs),
+            "--progress_bar",
+            "false",
+            "--experiment_name",
+            "benchmarks-mnist",
+            *args.extra,
+        ]
         if depth:
             argv += ["--depth", depth[0]]
         result = classify(parse_config(ClassifyConfig, argv))
         results.append({"spec": spec, "argv": argv, "run_id": result.run_id, **result.metrics})
     print(f"machine: {machine()}")
-    print("| model:view[:depth] | epochs | test acc % | s/epoch | grad ratio first/last: "
-          "final | median | median, last tenth | per-weight RMS median |")  # fmt: skip
+    print(
+        "| model:view[:depth] | epochs | test acc % | s/epoch | grad ratio first/last: "
+        "final | median | median, last tenth | per-weight RMS median |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         ratios = " | ".join(
             "" if r.get(key) is None else f"{r[key]:.2f}"
-            for key in ("grad_norm_ratio_first_last", "grad_norm_ratio_first_last_median",
-                        "grad_norm_ratio_first_last_end_median",
-                        "grad_rms_ratio_first_last_median")
-        )  # fmt: skip
-        print(f"| {r['spec']} | {r['epochs_trained']:.2f} | {100 * r['test_acc']:.2f} | "
-              f"{r['seconds_per_epoch']:.0f} | {ratios} |")  # fmt: skip
+            for key in (
+                "grad_norm_ratio_first_last",
+                "grad_norm_ratio_first_last_median",
+                "grad_norm_ratio_first_last_end_median",
+                "grad_rms_ratio_first_last_median",
+            )
+        )
+        print(
+            f"| {r['spec']} | {r['epochs_trained']:.2f} | {100 * r['test_acc']:.2f} | "
+            f"{r['seconds_per_epoch']:.0f} | {ratios} |"
+        )
     save("mnist_models", {"args": vars(args), "results": results})
 
 

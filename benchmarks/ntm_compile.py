@@ -30,14 +30,23 @@ from pipelines.tracking.store import tracking_uri
 def _run(argv: list[str], cache_dir: str) -> dict:
     """One ``python -m pipelines.train`` process (a fresh process, as a user's second run
     would be), with Inductor's on-disk cache in ``cache_dir``."""
-    command = [sys.executable, "-m", "pipelines.train", *argv, "--experiment_name",
-               "benchmarks", "--progress_bar", "false"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.train",
+        *argv,
+        "--experiment_name",
+        "benchmarks",
+        "--progress_bar",
+        "false",
+    ]
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache_dir}
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
     client = MlflowClient(tracking_uri())
     experiment = client.get_experiment_by_name("benchmarks").experiment_id
-    (run,) = client.search_runs([experiment], order_by=["attributes.start_time DESC"],
-                                max_results=1)  # fmt: skip
+    (run,) = client.search_runs(
+        [experiment], order_by=["attributes.start_time DESC"], max_results=1
+    )
     return {"run_id": run.info.run_id, **run.data.metrics}
 
 
@@ -59,16 +68,31 @@ def main(argv: list[str] | None = None) -> None:
     cold = _run([*timed, "--compile", "true"], cache)
     warm = _run([*timed, "--compile", "true"], cache)
     ratio = cold["train_seq_per_s"] / eager["train_seq_per_s"]
-    print(f"eager {eager['train_seq_per_s']:.0f} seq/s; compiled {cold['train_seq_per_s']:.0f} "
-          f"(cold cache), {warm['train_seq_per_s']:.0f} (warm); ratio {ratio:.2f}x / "
-          f"{warm['train_seq_per_s'] / eager['train_seq_per_s']:.2f}x; first step (the "
-          f"compile) {cold['first_step_s']:.1f} s cold, {warm['first_step_s']:.1f} s warm, "
-          f"eager {eager['first_step_s']:.2f} s", flush=True)  # fmt: skip
+    print(
+        f"eager {eager['train_seq_per_s']:.0f} seq/s; compiled {cold['train_seq_per_s']:.0f} "
+        f"(cold cache), {warm['train_seq_per_s']:.0f} (warm); ratio {ratio:.2f}x / "
+        f"{warm['train_seq_per_s'] / eager['train_seq_per_s']:.2f}x; first step (the "
+        f"compile) {cold['first_step_s']:.1f} s cold, {warm['first_step_s']:.1f} s warm, "
+        f"eager {eager['first_step_s']:.2f} s",
+        flush=True,
+    )
 
     seeds = []
     for seed in args.seeds:
-        run = _run([*base, "--compile", "true", "--seed", str(seed), "--max_minutes",
-                    str(args.max_minutes), "--stop_at", str(args.threshold)], cache)  # fmt: skip
+        run = _run(
+            [
+                *base,
+                "--compile",
+                "true",
+                "--seed",
+                str(seed),
+                "--max_minutes",
+                str(args.max_minutes),
+                "--stop_at",
+                str(args.threshold),
+            ],
+            cache,
+        )
         reached = run.get("reached_stop_at") == 1.0
         seconds = run.get("seconds_to_stop_at")
         seeds.append(
@@ -80,12 +104,17 @@ def main(argv: list[str] | None = None) -> None:
                 "run_id": run["run_id"],
             }
         )
-        print(f"seed {seed}: {'reached' if reached else 'missed'} {args.threshold} in "
-              f"{seconds if seconds is None else round(seconds, 1)} s", flush=True)  # fmt: skip
+        print(
+            f"seed {seed}: {'reached' if reached else 'missed'} {args.threshold} in "
+            f"{seconds if seconds is None else round(seconds, 1)} s",
+            flush=True,
+        )
     times = [s["seconds"] for s in seeds if s["reached"]]
     median = statistics.median(times) if len(times) == len(seeds) and times else None
-    print(f"{len(times)}/{len(seeds)} seeds reached {args.threshold}; median "
-          f"{median if median is None else round(median, 1)} s ({machine()})")  # fmt: skip
+    print(
+        f"{len(times)}/{len(seeds)} seeds reached {args.threshold}; median "
+        f"{median if median is None else round(median, 1)} s ({machine()})"
+    )
     save(
         "ntm_compile",
         {

@@ -19,10 +19,10 @@ import sys
 from mlflow.tracking import MlflowClient
 
 from benchmarks.common import machine, save
-from pipelines.config import parse_config
+from pipelines.common.config import parse_config
+from pipelines.sequence.config import TrainConfig
+from pipelines.sequence.fit import train
 from pipelines.tracking.store import tracking_uri
-from pipelines.train import train
-from pipelines.train_config import TrainConfig
 
 TEST_LENGTHS = (20, 40, 80, 120)
 THRESHOLD = 0.1
@@ -30,11 +30,24 @@ THRESHOLD = 0.1
 
 def run(model: str, seed: int, minutes: float, extra: list[str], stop: float | None) -> dict:
     argv = [
-        "--model", model, "--seed", str(seed), "--max_minutes", str(minutes),
-        "--max_steps", "1000000", "--val_size", "1000", "--test_size", "1000",
-        "--test_lengths", ",".join(map(str, TEST_LENGTHS)),
-        "--experiment_name", "benchmarks", *extra,
-    ]  # fmt: skip
+        "--model",
+        model,
+        "--seed",
+        str(seed),
+        "--max_minutes",
+        str(minutes),
+        "--max_steps",
+        "1000000",
+        "--val_size",
+        "1000",
+        "--test_size",
+        "1000",
+        "--test_lengths",
+        ",".join(map(str, TEST_LENGTHS)),
+        "--experiment_name",
+        "benchmarks",
+        *extra,
+    ]
     if stop is not None:
         argv += ["--stop_at", str(stop)]
     result = train(parse_config(TrainConfig, argv))
@@ -91,9 +104,11 @@ def main() -> None:
     ntm = [r for r in results if r["model"] == "ntm"]
     converged = [r for r in ntm if r.get("reached_stop_at") == 1.0]
     if converged:
-        print(f"median seconds to converge: {budget:.0f}; median sequences: "
-              f"{statistics.median(r['sequences_to_stop_at'] for r in converged):.0f}; "
-              f"converged seeds: {len(converged)}/{len(ntm)}")  # fmt: skip
+        print(
+            f"median seconds to converge: {budget:.0f}; median sequences: "
+            f"{statistics.median(r['sequences_to_stop_at'] for r in converged):.0f}; "
+            f"converged seeds: {len(converged)}/{len(ntm)}"
+        )
     name = args.name or f"ntm_copy_{args.threshold}"
     save(name, {"threshold": args.threshold, "argv": sys.argv[1:], "results": results})
 

@@ -33,17 +33,23 @@ import torch
 
 from benchmarks.common import machine, save
 
-VARIANTS = ("eager", "compiled", "compiled-1thread", "compiled-cpp", "compiled-optimizer",
-            "compiled-autotune")  # fmt: skip
+VARIANTS = (
+    "eager",
+    "compiled",
+    "compiled-1thread",
+    "compiled-cpp",
+    "compiled-optimizer",
+    "compiled-autotune",
+)
 PARTS = ("data", "forward", "loss", "backward", "clip", "optimizer")
 
 
 def measure(variant: str, iterations: int, warmup: int, seed: int) -> dict:
     """Runs in the child process: time ``iterations`` training iterations of ``variant``."""
     from models.metrics import masked_bce_loss
-    from pipelines.config import parse_config
-    from pipelines.factory import make_datamodule, make_module, make_task
-    from pipelines.train_config import TrainConfig
+    from pipelines.common.config import parse_config
+    from pipelines.sequence.build import make_datamodule, make_module, make_task
+    from pipelines.sequence.config import TrainConfig
 
     if variant == "compiled-1thread":
         torch.set_num_threads(1)
@@ -124,9 +130,19 @@ def main(argv: list[str] | None = None) -> None:
 
     results = []
     for variant in args.variants:
-        command = [sys.executable, "-m", "benchmarks.ntm_iteration", "--child", variant,
-                   "--iterations", str(args.iterations), "--warmup", str(args.warmup),
-                   "--seed", str(args.seed)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.ntm_iteration",
+            "--child",
+            variant,
+            "--iterations",
+            str(args.iterations),
+            "--warmup",
+            str(args.warmup),
+            "--seed",
+            str(args.seed),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"{variant}: {results[-1]['seq_per_s']:.0f} seq/s", flush=True)
@@ -137,8 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     for r in results:
         ratio = f"{r['seq_per_s'] / eager:.2f}x" if eager else "-"
         parts = " | ".join(f"{r['ms'][part]:.1f}" for part in PARTS)
-        print(f"| {r['variant']} | {r['threads']} | {r['seq_per_s']:.0f} | {ratio} | "
-              f"{r['ms_per_iteration']:.1f} | {parts} |")  # fmt: skip
+        print(
+            f"| {r['variant']} | {r['threads']} | {r['seq_per_s']:.0f} | {ratio} | "
+            f"{r['ms_per_iteration']:.1f} | {parts} |"
+        )
     print(f"median seq/s {statistics.median(r['seq_per_s'] for r in results):.0f}")
     save("ntm_iteration", {"argv": sys.argv[1:], "results": results})
 

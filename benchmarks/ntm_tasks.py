@@ -21,21 +21,31 @@ import argparse
 from mlflow.tracking import MlflowClient
 
 from benchmarks.common import machine, save
-from datamodules.synthetic import TASKS
-from pipelines.config import parse_config
+from datamodules.tasks import TASKS
+from pipelines.common.config import parse_config
+from pipelines.sequence.config import TrainConfig
+from pipelines.sequence.fit import MONITOR, train
 from pipelines.tracking.store import tracking_uri
-from pipelines.train import MONITOR, train
-from pipelines.train_config import TrainConfig
 
 
 def run(task: str, seed: int, args: argparse.Namespace) -> dict:
     config = parse_config(TrainConfig, ["--task", task, *args.extra])
     steps = max(1, args.episodes // config.data.batch_size)
     argv = [
-        "--model", "ntm", "--task", task, "--seed", str(seed),
-        "--max_minutes", str(args.max_minutes), "--max_steps", str(steps),
-        "--experiment_name", "benchmarks", *args.extra,
-    ]  # fmt: skip
+        "--model",
+        "ntm",
+        "--task",
+        task,
+        "--seed",
+        str(seed),
+        "--max_minutes",
+        str(args.max_minutes),
+        "--max_steps",
+        str(steps),
+        "--experiment_name",
+        "benchmarks",
+        *args.extra,
+    ]
     if not args.train_past:
         argv += ["--stop_at", str(args.threshold)]
     result = train(parse_config(TrainConfig, argv))
@@ -70,8 +80,10 @@ def main() -> None:
     print(f"machine: {machine()}")
     labels = sorted(key[len("bit_acc_") :] for key in results[0] if key.startswith("bit_acc_"))
     header = " | ".join(f"acc@{label} % | bits@{label}" for label in labels)
-    print(f"| task | seed | reached | seconds | episodes | best val bits/seq | restarts | "
-          f"rollbacks | {header} |")  # fmt: skip
+    print(
+        f"| task | seed | reached | seconds | episodes | best val bits/seq | restarts | "
+        f"rollbacks | {header} |"
+    )
     print("|" + "---|" * (8 + 2 * len(labels)))
     for r in results:
         reached = r.get("reached_stop_at") == 1.0
@@ -81,9 +93,11 @@ def main() -> None:
             f"{100 * r[f'bit_acc_{label}']:.2f} | {r[f'bits_per_seq_{label}']:.3f}"
             for label in labels
         )
-        print(f"| {r['task']} | {r['seed']} | {'yes' if reached else 'no'} | {seconds:.0f} | "
-              f"{episodes:.0f} | {r['best_val_bits_per_seq']:.3f} | {r['restarts']:.0f} | "
-              f"{r['rollbacks']:.0f} | {cells} |")  # fmt: skip
+        print(
+            f"| {r['task']} | {r['seed']} | {'yes' if reached else 'no'} | {seconds:.0f} | "
+            f"{episodes:.0f} | {r['best_val_bits_per_seq']:.3f} | {r['restarts']:.0f} | "
+            f"{r['rollbacks']:.0f} | {cells} |"
+        )
     seeds = "-".join(map(str, args.seeds))  # seed lists run side by side keep their own file
     save(f"ntm_{args.task}_seeds{seeds}", {"args": vars(args), "results": results})
 

@@ -28,14 +28,14 @@ from mlflow.tracking import MlflowClient
 
 from benchmarks.common import machine, save
 from datamodules.synthetic import make_test_set
-from pipelines.config import parse_config
-from pipelines.evaluate import score_models
-from pipelines.plots import memory_figure
-from pipelines.reports import accuracy_figure, summary_markdown
-from pipelines.tracking.models import load_from_run
+from pipelines.common.config import parse_config
+from pipelines.sequence.config import TrainConfig
+from pipelines.sequence.figures import memory_figure
+from pipelines.sequence.fit import train
+from pipelines.sequence.trained import load_from_run
+from pipelines.studies.comparison import accuracy_figure, summary_markdown
+from pipelines.studies.evaluate import score_models
 from pipelines.tracking.store import PROJECT_ROOT, tracking_uri
-from pipelines.train import train
-from pipelines.train_config import TrainConfig
 
 MEMORY_EXAMPLE_LENGTH = 20
 
@@ -58,10 +58,22 @@ def main(argv: list[str] | None = None) -> None:
     client = MlflowClient(tracking_uri())
     models = []
     for name in ("ntm", "lstm"):
-        config = parse_config(TrainConfig, [
-            "--model", name, "--seed", str(args.seed), "--max_minutes", str(args.max_minutes),
-            "--experiment_name", "readme_figures", "--progress_bar", "false", *extra,
-        ])  # fmt: skip
+        config = parse_config(
+            TrainConfig,
+            [
+                "--model",
+                name,
+                "--seed",
+                str(args.seed),
+                "--max_minutes",
+                str(args.max_minutes),
+                "--experiment_name",
+                "readme_figures",
+                "--progress_bar",
+                "false",
+                *extra,
+            ],
+        )
         result = train(config)
         models.append(load_from_run(client, result.run_id))
         models[-1].label = f"{name} ({args.max_minutes:g} min)"
@@ -74,26 +86,35 @@ def main(argv: list[str] | None = None) -> None:
     rows = score_models(models, plan, args.test_size, 500, args.seed, torch.device("cpu"))
     target = out_dir()
     target.mkdir(parents=True, exist_ok=True)
-    figure = accuracy_figure(rows, f"copy: trained on lengths 1..20, {args.max_minutes:g} min "
-                                   "each on this machine")  # fmt: skip
+    figure = accuracy_figure(
+        rows, f"copy: trained on lengths 1..20, {args.max_minutes:g} min each on this machine"
+    )
     figure.savefig(target / "accuracy_vs_length.png", dpi=90)
     plt.close(figure)
 
     (example,) = make_test_set(task, MEMORY_EXAMPLE_LENGTH, 1, 1, args.seed + 1)
     with torch.no_grad():
         _, trace = ntm.core(example.inputs, return_trace=True)
-    figure = memory_figure(trace, f"NTM after make run: copy of a length-{MEMORY_EXAMPLE_LENGTH} "
-                                  "sequence (write, then read back in order)")  # fmt: skip
+    figure = memory_figure(
+        trace,
+        f"NTM after make run: copy of a length-{MEMORY_EXAMPLE_LENGTH} "
+        "sequence (write, then read back in order)",
+    )
     figure.savefig(target / "ntm_memory.png", dpi=70)
     plt.close(figure)
 
     table = summary_markdown(rows)
     print(table)
-    save("readme_figures", {
-        "argv": argv, "extra": extra, "run_ids": [m.run_id for m in models],
-        "table": table, "figures": [str(target / "accuracy_vs_length.png"),
-                                    str(target / "ntm_memory.png")],
-    })  # fmt: skip
+    save(
+        "readme_figures",
+        {
+            "argv": argv,
+            "extra": extra,
+            "run_ids": [m.run_id for m in models],
+            "table": table,
+            "figures": [str(target / "accuracy_vs_length.png"), str(target / "ntm_memory.png")],
+        },
+    )
     print(f"figures in {target} ({machine()})")
 
 
