@@ -63,7 +63,22 @@ class BitErrorRate(Metric):
         return {
             "bits_per_seq": wrong / self.sequences.clamp_min(1),
             "bit_acc": 1.0 - wrong / self.scored.clamp_min(1),
+            "sequences": self.sequences,
         }
+
+
+def selection_score(
+    bits_per_seq: torch.Tensor, loss: torch.Tensor, sequences: torch.Tensor
+) -> torch.Tensor:
+    """``bits_per_seq`` with ties broken by ``loss``: which of two validations is better.
+
+    ``bits_per_seq`` moves in steps of ``1 / sequences``; the tie term ``tanh(loss) / (2 x
+    sequences)`` is smaller than one step, so a lower ``bits_per_seq`` always wins and, among
+    equal ones (a copy model reaches 0.000 long before it generalizes), the lower loss does:
+    the more confident, further trained model.
+    """
+    sequences = sequences.double().clamp_min(1)
+    return bits_per_seq.double() + torch.tanh(loss.double()) / (2 * sequences)
 
 
 @torch.no_grad()
@@ -93,6 +108,7 @@ def score_batches(
         bits += scored
         metric.update(logits, targets, mask)
     model.train(was_training)
-    scores = {name: float(value) for name, value in metric.compute().items()}
+    computed = metric.compute()
+    scores = {name: float(computed[name]) for name in ("bits_per_seq", "bit_acc")}
     scores["loss"] = loss_sum / max(bits, 1)
     return scores

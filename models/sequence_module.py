@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from models.metrics import BitErrorRate, masked_bce_loss, wrong_bits_per_sequence
+from models.metrics import BitErrorRate, masked_bce_loss, selection_score, wrong_bits_per_sequence
 
 OPTIMIZERS = ("rmsprop", "adam")
 CLIP_ALGORITHMS = ("norm", "value", "none")
@@ -101,10 +101,13 @@ class SequenceModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         scores = self.val_errors.compute()
+        loss = self.val_loss.compute()
         # already reduced over processes by the metrics, so every rank holds the same value
         # and sync_dist's mean of equal values changes nothing
-        self.log("val_loss", self.val_loss.compute().float(), sync_dist=True)
+        self.log("val_loss", loss.float(), sync_dist=True)
         self.log("val_bits_per_seq", scores["bits_per_seq"].float(), prog_bar=True, sync_dist=True)
+        selection = selection_score(scores["bits_per_seq"], loss, scores["sequences"])
+        self.log("val_selection", selection, sync_dist=True)  # what the best checkpoint keeps
         self.log("val_bit_acc", scores["bit_acc"].float(), sync_dist=True)
         self.val_errors.reset()
         self.val_loss.reset()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 
 
 class StopAtThreshold(pl.Callback):
@@ -87,3 +89,54 @@ class FirstStepTimer(pl.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         if self.seconds is None and self._started is not None:
             self.seconds = time.perf_counter() - self._started
+
+
+class LastCheckpoint(Checkpoint):
+    """``last.ckpt`` at every validation and at the end of training, whatever the monitor did.
+
+    Lightning 2.6's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only at a
+    validation where it also saved a top-k checkpoint, so a run on a plateau kept its last
+    *best* as "last" and a resume lost every step since. Lightning runs every ``Checkpoint``
+    after the other callbacks, in list order, so put this after the best checkpoint: the state
+    it saves then holds the best checkpoint's decision of the same validation.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.saved_at: int | None = None
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        if trainer.sanity_checking or self.saved_at == trainer.global_step:
+            return
+        trainer.save_checkpoint(self.path)
+        self.saved_at = trainer.global_step
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._save(trainer)
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """The best checkpoint by ``monitor``, saved under the state key of ``legacy_monitor``.
+
+    Lightning finds a callback's state in a checkpoint by a key built from its monitor; keeping
+    the key of the metric it monitored before lets a run checkpointed then resume with its
+    best score (the two metrics share a scale) instead of taking its next validation as best.
+    """
+
+    def __init__(self, *args, legacy_monitor: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.legacy_monitor = legacy_monitor
+
+    @property
+    def state_key(self) -> str:
+        settings = {
+            "monitor": self.legacy_monitor,
+            "mode": self.mode,
+            "every_n_train_steps": self._every_n_train_steps,
+            "every_n_epochs": self._every_n_epochs,
+            "train_time_interval": self._train_time_interval,
+        }
+        return f"{ModelCheckpoint.__qualname__}{settings!r}"  # as ModelCheckpoint spells it

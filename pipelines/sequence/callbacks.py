@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 from datamodules.synthetic import SyntheticDataModule, SyntheticTask
 from pipelines.common.callbacks import (
     AlignLoggingStepOnResume,
+    BestCheckpoint,
     FirstStepTimer,
+    LastCheckpoint,
     RecordInCheckpoint,
     StopAtThreshold,
 )
@@ -21,9 +22,11 @@ from pipelines.sequence.config import TrainConfig
 from pipelines.sequence.figures import LogFigure, SequenceFigureLogger
 from pipelines.sequence.setbacks import RecoverFromSetbacks, setback_rules
 from pipelines.sequence.trained import CHECKPOINT_DESCRIPTION_KEY, describe
-from pipelines.tracking.resume import BEST
+from pipelines.tracking.resume import BEST, LAST
 
 MONITOR, MONITOR_MODE = "val_bits_per_seq", "min"
+# the best checkpoint: lowest bits/seq, ties to the lower val_loss (models.metrics)
+SELECTION = "val_selection"
 
 
 class LogCurriculum(pl.Callback):
@@ -43,7 +46,8 @@ class LogCurriculum(pl.Callback):
 class SequenceCallbacks:
     """Every callback of a sequence fit; the named ones are read after it."""
 
-    checkpoint: ModelCheckpoint
+    checkpoint: BestCheckpoint
+    last: LastCheckpoint
     first_step: FirstStepTimer
     figures: SequenceFigureLogger | None  # rank 0 alone draws and logs figures
     stopper: StopAtThreshold | None
@@ -51,7 +55,8 @@ class SequenceCallbacks:
     others: list[pl.Callback] = field(default_factory=list)
 
     def all(self) -> list[pl.Callback]:
-        ordered = [self.first_step, self.checkpoint, self.figures, *self.others]
+        # Lightning runs the checkpoints last, in this order: best, then last
+        ordered = [self.first_step, self.checkpoint, self.last, self.figures, *self.others]
         ordered += [self.stopper, self.setbacks]
         return [callback for callback in ordered if callback is not None]
 
@@ -67,12 +72,13 @@ def sequence_callbacks(
     """The callbacks ``config`` asks for; ``log_figure`` None on a DDP worker, which draws
     nothing, and ``extra`` the caller's (e.g. pruning; a worker gets none: a stop decided on
     rank 0 reaches it through ``AgreeOnStop``)."""
-    checkpoint = ModelCheckpoint(
+    checkpoint = BestCheckpoint(
         dirpath=checkpoints,
         filename=Path(BEST).stem,
-        monitor=MONITOR,
+        monitor=SELECTION,
+        legacy_monitor=MONITOR,
         mode=MONITOR_MODE,
-        save_last=True,
+        save_last=False,
         enable_version_counter=False,
     )
     figures = None
@@ -90,7 +96,10 @@ def sequence_callbacks(
         RecordInCheckpoint(CHECKPOINT_DESCRIPTION_KEY, describe(config, task)),
         *extra,
     ]
-    callbacks = SequenceCallbacks(checkpoint, FirstStepTimer(), figures, stopper, setbacks, others)
+    last = LastCheckpoint(checkpoints / LAST)
+    callbacks = SequenceCallbacks(
+        checkpoint, last, FirstStepTimer(), figures, stopper, setbacks, others
+    )
     if datamodule.curriculum is not None:
         callbacks.others.append(LogCurriculum(datamodule.train_upper))
     return callbacks

@@ -368,3 +368,50 @@ def test_plateau_decay_halves_the_logged_rate_when_validation_stops_improving(cl
     history = client.get_metric_history(result.run_id, "lr")
     rates = [m.value for m in sorted(history, key=lambda m: m.step)]
     assert rates == pytest.approx([1e-12, 1e-12, 1e-12, 5e-13], rel=1e-6)
+
+
+def test_last_checkpoint_is_the_final_step_when_validation_never_improves(client, tmp_path):
+    """A rate of 1e-30 keeps every validation equal to the first: best.ckpt stays at the
+    first validation, last.ckpt (local, then the run's artifact) is the final step."""
+    argv = [*TINY, "--max_steps", "100", "--batches_per_epoch", "20", "--lr", "1e-30"]
+    result = train(parse_config(TrainConfig, argv))
+    checkpoints = {}
+    for name in ("last", "best"):
+        path = client.download_artifacts(result.run_id, f"checkpoints/{name}.ckpt", str(tmp_path))
+        checkpoints[name] = load_checkpoint(path)["global_step"]
+    assert checkpoints == {"last": 100, "best": 20}
+
+
+def test_the_best_of_equal_validations_is_the_one_with_the_lower_loss(client):
+    """A copy model reaches 0 wrong bits long before it generalizes: among equal bits/seq the
+    best checkpoint is the later, more confident one (lower val_loss)."""
+    argv = [*TINY, "--max_steps", "200", "--batches_per_epoch", "20", "--max_len", "1"]
+    argv += ["--test_lengths", "1", "--lr", "1e-2"]
+    result = train(parse_config(TrainConfig, argv))
+    history = {
+        key: {m.step: m.value for m in client.get_metric_history(result.run_id, key)}
+        for key in ("val_bits_per_seq", "val_loss")
+    }
+    steps = sorted(history["val_bits_per_seq"])
+    least = min(history["val_bits_per_seq"].values())
+    tied = [step for step in steps if history["val_bits_per_seq"][step] == least]
+    assert len(tied) >= 2, "the run must tie for the test to mean anything"
+    expected = min(tied, key=lambda step: history["val_loss"][step])
+    assert expected != tied[0], "the first of the ties is not the one kept"
+    best = client.download_artifacts(result.run_id, "checkpoints/best.ckpt")
+    assert load_checkpoint(best)["global_step"] == expected
+
+
+def test_the_logged_model_carries_the_final_scores(client):
+    """MLflow links to a LoggedModel only the metrics logged at its step: the Models tab can
+    rank the model by its scores, and the run's own history holds each point once."""
+    result = train(parse_config(TrainConfig, TINY))
+    (output,) = client.get_run(result.run_id).outputs.model_outputs
+    assert output.step == result.steps
+    linked = {
+        metric.key: metric.value for metric in client.get_logged_model(output.model_id).metrics
+    }
+    assert {"best_val_bits_per_seq", "bit_acc_L5", "bit_acc_L30"} <= set(linked)
+    assert linked["best_val_bits_per_seq"] == pytest.approx(result.best_score)
+    history = client.get_metric_history(result.run_id, "best_val_bits_per_seq")
+    assert len(history) == 1, "linking the model logs no second point"

@@ -129,6 +129,33 @@ def test_kill_9_then_resume_continues_the_same_run(tracking_uri, client, tmp_pat
     _assert_close(run.data.metrics["best_val_bits_per_seq"], reference)
 
 
+def test_kill_9_on_a_plateau_resumes_from_the_last_validation_not_the_last_best(
+    tracking_uri, client, tmp_path
+):
+    """With a rate of 1e-30 no validation improves on the first: the best checkpoint stays at
+    step 20 while last.ckpt must follow every validation, so a resume loses nothing."""
+    home = tmp_path / "home"
+    process = _start_training(home, tracking_uri, "--lr", "1e-30")
+    run_id = _wait_for_checkpoint(home, process)
+    last = home / "runs" / run_id / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while load_checkpoint(last)["global_step"] < 3 * EPOCH and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    killed_at = load_checkpoint(last)["global_step"]
+    best = load_checkpoint(last.with_name("best.ckpt"))["global_step"]
+    assert best == EPOCH and killed_at >= 3 * EPOCH, (best, killed_at)
+
+    resumed = _resume(home, tracking_uri, run_id)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"from {last}" in resumed.stdout
+    _assert_one_continuous_axis(client, run_id)
+    artifact = client.download_artifacts(run_id, "checkpoints/last.ckpt", str(tmp_path))
+    assert load_checkpoint(artifact)["global_step"] == STEPS
+
+
 def test_sigterm_ends_the_run_killed_with_a_loadable_checkpoint_that_resumes_exactly(
     tracking_uri, client, tmp_path, monkeypatch
 ):
