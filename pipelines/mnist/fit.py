@@ -157,7 +157,8 @@ def _fit(config, data, run_id, outbox, placement, callbacks) -> tuple[dict[str, 
     }
     metrics.update(_log_diagnostics(config, core, module, outbox))
     outbox.log_metrics(metrics, step=trainer.global_step)
-    _log_model(config, data, core, run_id)
+    outbox.flush(force=True)  # the scores in the store first: the model links those at its step
+    _log_model(config, data, core, run_id, trainer.global_step)
     return {**metrics, "param_count": count_parameters(core)}, trainer.global_step
 
 
@@ -175,9 +176,9 @@ def _log_diagnostics(config, core, module, outbox: TrackingOutbox) -> dict[str, 
     return ratios
 
 
-def _log_model(config, data: MNISTDataModule, core, run_id: str) -> None:
+def _log_model(config, data: MNISTDataModule, core, run_id: str, step: int) -> None:
     """The core as the run's MLflow Model: images in the view's shape -> 10 logits."""
     signature = tensor_signature((-1, *data.input_shape), (-1, 10))
     example = make_view(data.split("val").tensors[0][:2], data.view, data.order)
     description = {"config": to_dict(config), "input_shape": list(data.input_shape)}
-    log_model(run_id, core, signature, example, description)
+    log_model(run_id, core, signature, example, description, step)

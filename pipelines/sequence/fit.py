@@ -224,7 +224,8 @@ def _fit(
     steps = trainer.global_step
     outbox.log_metrics(metrics, step=steps)
     callbacks.figures.log_final(module, steps)
-    _log_model(module, config, plan.task, plan.datamodule, run_id)
+    outbox.flush(force=True)  # the scores in the store first: the model links those at its step
+    _log_model(module, config, plan.task, plan.datamodule, run_id, steps)
     param_count = count_parameters(module.model)
     return TrainResult(run_id, best, steps, seconds, metrics, param_count=param_count)
 
@@ -297,11 +298,13 @@ def _log_model(
     task: SyntheticTask,
     datamodule: SyntheticDataModule,
     run_id: str,
+    step: int,
 ) -> None:
-    """The core as the run's MLflow Model: ``[B,T,I] -> logits [B,T,O]``, any B and T."""
+    """The core as the run's MLflow Model: ``[B,T,I] -> logits [B,T,O]``, any B and T, holding
+    the scores logged at ``step``."""
     example = datamodule.val_batches()[0].inputs[:2]
     signature = tensor_signature((-1, -1, task.input_width), (-1, -1, task.output_width))
-    log_model(run_id, module.model, signature, example, describe(config, task))
+    log_model(run_id, module.model, signature, example, describe(config, task), step)
 
 
 def headline(

@@ -53,9 +53,13 @@ def log_model(
     signature: ModelSignature,
     input_example: torch.Tensor,
     description: dict[str, Any],
+    step: int = 0,
     patience_s: float = LOG_MODEL_PATIENCE_S,
 ) -> str:
     """Log ``core`` as the run's MLflow Model (``runs:/<run_id>/model``); return its URI.
+
+    MLflow links to the model the run's metrics logged at ``step``, which the Models tab then
+    ranks by: pass the step of the final scores, once they are in the store.
 
     A CPU copy in eval mode is pickled, so a model trained on a GPU loads anywhere. A store
     that does not answer is retried with backoff for ``patience_s`` (the run's other logging
@@ -84,6 +88,7 @@ def log_model(
                 input_example=example,
                 metadata={METADATA_KEY: description},
                 pip_requirements=mlflow.pytorch.get_default_pip_requirements(),
+                step=step,
             )
             return info.model_uri
         except Exception as error:
