@@ -31,7 +31,7 @@ def log_summary(run: TrackedRun, study: Study, config: HpoConfig) -> None:
     if complete:
         metrics["best_value"] = study.best_trial.value
     outbox.log_metrics(metrics, step=0)
-    run.describe(trials_markdown(study, config))
+    run.report("hpo", trials_markdown(study, config))
     if not complete:
         return
     best = study.best_trial

@@ -193,7 +193,7 @@ def evaluate(config: EvaluateConfig) -> tuple[str, list[ScoreRow]]:
             models, plan, config.test_size, config.eval_batch_size, config.seed, device
         )
         log_comparison(run.outbox, rows, prefix_models=len(models) > 1)
-        run.describe(summary_markdown(rows))
+        run.report("evaluate", summary_markdown(rows))
         for run_id in evaluated:
             run.client.set_tag(run_id, EVALUATION_TAG, run.run_id)
     return run.run_id, rows

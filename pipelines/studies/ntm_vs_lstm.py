@@ -146,5 +146,5 @@ def ntm_vs_lstm(config: NtmVsLstmConfig) -> tuple[str, list[ScoreRow]]:
         log_comparison(outbox, rows, prefix_models=True)
         summary = summary_markdown(rows)
         outbox.log_text(summary, SUMMARY)
-        parent.describe(summary)
+        parent.report("ntm_vs_lstm", summary)
     return parent.run_id, rows

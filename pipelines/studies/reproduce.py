@@ -46,6 +46,5 @@ def reproduce(config: ReproduceConfig) -> tuple[str, list[Finding]]:
             print(f"reproduce: {claim}: {finding.verdict} ({finding.ours})", flush=True)
         report = report_markdown(findings)
         parent.outbox.log_text(report, REPORT)
-        parent.describe(report)
-        print(report)
+        parent.report("reproduce", report)
     return parent.run_id, findings

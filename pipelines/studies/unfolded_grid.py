@@ -138,5 +138,5 @@ def unfolded_grid(config: UnfoldedGridConfig) -> list[dict]:
         table_csv, table_md = summary_tables(rows)
         outbox.log_text(table_csv, "grid/summary.csv")
         outbox.log_text(table_md, "grid/summary.md")
-        run.describe(table_md)
+        run.report("unfolded_grid", table_md)
     return rows

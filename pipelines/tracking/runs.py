@@ -33,7 +33,9 @@ from pipelines.tracking.store import (
     TrackingRejected,
     check_reachable,
     ensure_experiment,
+    is_http,
     run_dir,
+    run_link,
     tracking_uri,
 )
 from pipelines.tracking.system_metrics import SystemMetricsSampler
@@ -60,6 +62,18 @@ class TrackedRun:
     def describe(self, text: str) -> None:
         """The run's description in the UI (markdown)."""
         self.outbox.set_tags({MLFLOW_RUN_NOTE: text})
+
+    @property
+    def link(self) -> str:
+        """The run in the MLflow UI (``make ui`` for a local store)."""
+        return run_link(self.client.tracking_uri, self.experiment_id, self.run_id)
+
+    def report(self, pipeline: str, table: str) -> None:
+        """A table as the run's description and on stdout, with where to see the run: what a
+        pipeline that ends with a table tells the user at the terminal."""
+        self.describe(table)
+        where = "" if is_http(self.client.tracking_uri) else " (make ui)"
+        print(f"{table.rstrip()}\n\n{pipeline}: run {self.run_id}: {self.link}{where}", flush=True)
 
 
 _open_runs: list[TrackedRun] = []

@@ -22,6 +22,9 @@ REACHABILITY_TIMEOUT_S = 5.0
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 DEFAULT_EXPERIMENT_ID = "0"
+# where MLflow's sqlite client store puts experiments created without a location (``Default``
+# included) instead of ./mlruns of the current directory; MLflow reads it when it opens a store
+ARTIFACT_ROOT_ENV = "_MLFLOW_SERVER_ARTIFACT_ROOT"
 
 
 class TrackingUnavailable(RuntimeError):
@@ -32,9 +35,23 @@ class TrackingRejected(RuntimeError):
     """The store refused some of a run's logging for good (the run ended FAILED, saying what)."""
 
 
+_artifact_root_set: str | None = None  # the value this process put in ARTIFACT_ROOT_ENV
+
+
 def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else the project's ``sqlite:///<root>/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+    """``MLFLOW_TRACKING_URI`` if set, else the project's ``sqlite:///<root>/mlflow.db``.
+
+    For a local sqlite store, every experiment MLflow creates without a location (the
+    ``Default`` experiment of a fresh store included) then keeps its artifacts beside the
+    database, wherever the process runs, unless the user set that root.
+    """
+    global _artifact_root_set
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+    root = _local_artifact_root(uri)
+    ours = os.environ.get(ARTIFACT_ROOT_ENV) in (None, _artifact_root_set)
+    if root is not None and ours:
+        os.environ[ARTIFACT_ROOT_ENV] = _artifact_root_set = root
+    return uri
 
 
 def is_http(uri: str) -> bool:
@@ -45,6 +62,19 @@ def run_dir(run_id: str) -> Path:
     """Local working directory of one run: checkpoints, buffered logging (``$NTMLAB_HOME``)."""
     home = Path(os.environ.get(HOME_ENV) or PROJECT_ROOT / ".ntmlab")
     return home / "runs" / run_id
+
+
+UI_PORT_ENV = "UI_PORT"  # the port `make ui` serves a local store on
+
+
+def run_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """Where the run opens in the MLflow UI: on the server itself, or for a local store on the
+    UI that ``make ui`` starts."""
+    if is_http(uri):
+        base = uri.rstrip("/")
+    else:
+        base = f"http://127.0.0.1:{os.environ.get(UI_PORT_ENV) or 5000}"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def check_reachable(uri: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None:

@@ -68,6 +68,12 @@ def test_a_checkpoint_file_evaluates_like_its_run_and_a_corrupt_one_is_refused(
     best = client.download_artifacts(trained, "checkpoints/best.ckpt", str(tmp_path))
     assert main(["--checkpoints", best, "--lengths", "5", "--test_size", "20"]) == 0
     (evaluation,) = _evaluation_runs(client)
+    # a user at a terminal sees the table and where the run is, not only the MLflow UI
+    printed = capsys.readouterr().out
+    assert "| parameters |" in printed and "| bit acc (bits/seq) at 5 |" in printed
+    run_id, experiment = evaluation.info.run_id, evaluation.info.experiment_id
+    link = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run_id}"
+    assert f"evaluate: run {run_id}: {link}" in printed
     expected = client.get_run(trained).data.metrics["bit_acc_L5"]
     assert evaluation.data.metrics["bit_acc_L5"] == pytest.approx(expected)
 
