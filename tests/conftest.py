@@ -17,6 +17,9 @@ import pytorch_lightning as pl
 import requests
 from mlflow.tracking import MlflowClient
 
+from pipelines.tracking import store as tracking_store
+from pipelines.tracking.store import ARTIFACT_ROOT_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # A train run that takes seconds: 1 x 16 LSTM, 2 validations of 50 sequences, a figure each.
@@ -44,6 +47,51 @@ TINY_LSTM_ARGS = [
 ]
 
 
+# what a test run may leave in the checkout: caches and the venv, nothing a run or a study writes
+ALLOWED_IN_CHECKOUT = {".venv", ".pytest_cache", ".ruff_cache", "__pycache__", "ntmlab.egg-info"}
+
+
+def checkout_files() -> set[str]:
+    """Every untracked path of the checkout, ignored ones included, as git lists them (one
+    entry per new directory), less the caches a test run may touch."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--others", "--directory", "--no-empty-directory"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    ignored = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--directory"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    paths = {path.rstrip("/") for path in (*listed, *ignored)}
+    return {p for p in paths if not set(Path(p).parts) & ALLOWED_IN_CHECKOUT}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller, once for the whole run
+        session.config.stash[_CHECKOUT_BEFORE] = checkout_files()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test may write into the checkout (an ``mlruns/`` or ``mlflow.db`` there would be a
+    user's data mixed with the suite's): fail the run if one did."""
+    before = session.config.stash.get(_CHECKOUT_BEFORE, None)
+    if before is None:
+        return
+    new = sorted(checkout_files() - before)
+    if new:
+        print(f"\ntests wrote into the checkout: {new}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_CHECKOUT_BEFORE = pytest.StashKey[set]()
+
+
 @pytest.fixture(autouse=True)
 def _no_inherited_run(monkeypatch, tmp_path):
     """Tests must never bind to a run from the environment they were started in."""
@@ -51,6 +99,9 @@ def _no_inherited_run(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     monkeypatch.setenv("NTMLAB_HOME", str(tmp_path / "ntmlab-home"))
+    # each test's store sets its own artifact root (pipelines.tracking.store.tracking_uri)
+    os.environ.pop(ARTIFACT_ROOT_ENV, None)
+    monkeypatch.setattr(tracking_store, "_artifact_root_set", None)
     yield
     while mlflow.active_run() is not None:
         mlflow.end_run()
@@ -72,7 +123,8 @@ def client(tracking_uri) -> MlflowClient:
 
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment for a child pipeline process: the venv first on PATH, no inherited run."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_RUN_ID",)}
+    dropped = ("MLFLOW_RUN_ID", ARTIFACT_ROOT_ENV)  # the child resolves its own store
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     bin_dir = str(Path(os.sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     env["PYTHONUNBUFFERED"] = "1"

@@ -3,6 +3,7 @@
 import importlib
 import re
 import shlex
+import shutil
 import subprocess
 import tomllib
 from functools import reduce
@@ -156,3 +157,16 @@ def test_the_installed_mlflow_ui_reads_the_experiment_kind_and_workflow_type_we_
     assert 'MACHINE_LEARNING="machine_learning"' in text and 'get("workflowType")' in text
     makefile = (ROOT / "Makefile").read_text()
     assert "#/experiments?workflowType=machine_learning" in makefile
+
+
+def test_the_check_that_no_test_writes_into_the_checkout_sees_a_new_directory():
+    from tests.conftest import checkout_files
+
+    probe = ROOT / "mlruns-probe"
+    probe.mkdir()
+    try:
+        (probe / "run").write_text("written by a test")
+        assert "mlruns-probe" in checkout_files()
+    finally:
+        shutil.rmtree(probe)
+    assert "mlruns-probe" not in checkout_files()

@@ -33,6 +33,9 @@ BENCH_TRAIN = (
     "--progress_bar",
     "false",
 )
+# the smoke runs of the compile benchmarks check their plumbing; the compiled step's numbers
+# are tests/models/ntm/test_fused_step.py's, and a compile would cost a minute per run here
+NO_COMPILE = {"TORCHDYNAMO_DISABLE": "1"}
 TINY_MNIST = {"epochs": "1", "train_subset": "256", "max_steps": "4", "hidden_size": "8"}
 
 
@@ -61,6 +64,7 @@ class Runnable:
     mnist: bool = False
     tail: tuple[str, ...] = ()  # appended after the overrides (train options after `--`)
     saves: str | None = None  # a benchmark that writes this result file instead of a run
+    env: dict[str, str] = field(default_factory=dict)  # set for the command only
 
 
 @dataclass
@@ -194,7 +198,7 @@ HOW: dict[str, Runnable | Elsewhere] = {
     "export MLFLOW_FLASK_SERVER_SECRET_KEY=<a long random string>": Elsewhere("team setup"),
     "export MLFLOW_AUTH_CONFIG_PATH=/etc/mlflow/basic_auth.ini": Elsewhere("team setup"),
     "python -m benchmarks.ntm_copy --seeds 0 1 2 --max_minutes 7": Runnable(
-        {"max_minutes": "0.02"}, tail=("--", *BENCH_TRAIN), saves="ntm_copy_0.1"
+        {"max_minutes": "0.02"}, tail=("--seeds", "0", "--", *BENCH_TRAIN), saves="ntm_copy_0.1"
     ),
     "python -m benchmarks.ntm_tasks --task associative_recall --threshold 0.1 "
     "--episodes 100000": Runnable(
@@ -204,10 +208,13 @@ HOW: dict[str, Runnable | Elsewhere] = {
     ),
     # the seeds' convergence runs are skipped (an empty --seeds): the compile is what is slow
     "python -m benchmarks.ntm_compile --minutes 1.5 --seeds 0 1 2": Runnable(
-        {"minutes": "0.02"}, tail=("--seeds", "--", *BENCH_TRAIN), saves="ntm_compile"
+        {"minutes": "0.02"},
+        tail=("--seeds", "--", *BENCH_TRAIN),
+        saves="ntm_compile",
+        env=NO_COMPILE,
     ),
     "python -m benchmarks.ntm_iteration --variants eager compiled --iterations 150": Runnable(
-        {"iterations": "2", "warmup": "1"}, saves="ntm_iteration"
+        {"iterations": "2", "warmup": "1"}, saves="ntm_iteration", env=NO_COMPILE
     ),
     "python -m benchmarks.ddp_throughput --throughput_minutes 1 --max_minutes 3 "
     "--threshold 0.1": Runnable(

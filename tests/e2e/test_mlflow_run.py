@@ -36,12 +36,16 @@ def mlflow_run(
     command += ["--experiment-name", experiment] if experiment else []
     for key, value in params.items():
         command += ["-P", f"{key}={value}"]
+    # from the store's directory: an experiment `mlflow run --experiment-name` creates keeps
+    # MLflow's default artifact root, ./mlruns of the current directory
+    store_dir = Path(tracking_uri.removeprefix("sqlite:///")).parent
     return subprocess.run(
         command,
         env=subprocess_env(MLFLOW_TRACKING_URI=tracking_uri),
         capture_output=True,
         text=True,
         timeout=timeout,
+        cwd=store_dir,
     )
 
 

@@ -199,7 +199,8 @@ def test_readme_command_runs_as_typed(command, store, monkeypatch, tmp_path):
         argv[0] = sys.executable
     else:
         argv[0] = shutil.which(argv[0], path=store.env["PATH"]) or argv[0]
-    done = subprocess.run(argv, cwd=cwd, env=store.env, capture_output=True, text=True, timeout=600)
+    env = {**store.env, **how.env}
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"{argv}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     if argv[-1] == "--help":
         assert "--max_steps" in done.stdout
