@@ -1,16 +1,6 @@
-"""Hyperparameter search with Optuna: resumable studies, pruning, nested MLflow runs, workers.
-
-    python -m pipelines.hpo --model ntm --task copy --n_trials 20 --study_name ntm-copy
-    python -m pipelines.hpo ... --space "lr=1e-4:3e-3,controller=lstm|dense,max_len=10"
-
-Running the same command again continues the study up to ``--n_trials`` finished trials
-(COMPLETE or PRUNED). Several processes or machines may run it against one storage at once:
-``journal:///path/file.log`` on one machine, ``postgresql+psycopg://...`` across machines
-(SQLite is for one worker). With an RDB or a journal storage a trial whose process died is
-failed by heartbeat and its parameters are retried (:mod:`pipelines.search.heartbeat`).
-
-The study is one parent MLflow run (its id is kept in the study, so a resume reopens it); each
-trial is a nested train run tagged with its trial number and final state.
+"""The hpo pipeline's loop: open the storage and the study, keep its parent run, run trials
+until the study has ``--n_trials`` finished ones. What the command does: :mod:`pipelines.hpo`
+(its ``--help``).
 """
 
 from __future__ import annotations

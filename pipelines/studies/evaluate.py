@@ -1,16 +1,6 @@
-"""Evaluate trained models on longer (harder) test sets than they were trained on.
-
-    python -m pipelines.evaluate --run_ids <train run id>[,<another>...]
-    python -m pipelines.evaluate --models models:/ntm-copy@champion,runs:/<run id>/model
-    python -m pipelines.evaluate --checkpoints .ntmlab/runs/<id>/checkpoints/best.ckpt
-
-Each model is read back as the MLflow Model its train run logged (a run id, or a ``runs:/`` or
-``models:/`` URI; runs of older versions from their ``model/`` files) or from a checkpoint,
-scored on
-seeded test sets at every length (and, for repeat copy, every repeat count), and the results go
-into an evaluation run of their own, tagged with the evaluated runs: ``bit_acc_<label>`` and
-``bits_per_seq_<label>`` metrics (prefixed ``<model>/`` when several models are compared), a
-CSV/JSON table and a plot of accuracy against length with one line per model.
+"""The evaluate pipeline's library: load trained models from runs, URIs or checkpoints, score
+them on the same seeded test sets, and log the comparison into one evaluation run. What the
+command does and logs: :mod:`pipelines.evaluate` (its ``--help``).
 """
 
 from __future__ import annotations

@@ -1,17 +1,6 @@
-"""The NTM-vs-LSTM reference experiment: does the memory generalize where an LSTM does not?
-
-    python -m pipelines.experiments --task copy --budget_minutes 45 --stop_at 0.01
-
-Trains the default NTM and the default LSTM on the same task, seed and data stream, each for
-the same wall-clock budget (or until its validation error reaches ``--stop_at``), scores both
-on the same test sets (for copy the seeds' setting: train lengths 1..20, test lengths 5, 10,
-20, 40, 80 and 120), and logs a side-by-side table (parameter count, train time, bit accuracy
-per length) and the accuracy-vs-length plot. The two trainings are child runs of one parent
-run, so the MLflow UI compares them in one view.
-
-The defaults (45 minutes, stop at 0.01 bits/seq) are what the LSTM needs on two CPU cores to
-fit copy's training lengths; the NTM gets there far sooner (docs/results.md, "NTM against LSTM
-on copy").
+"""The ntm_vs_lstm pipeline's library: the two children's configs, their training as nested
+runs, and the side-by-side comparison in the parent. What the command does and logs:
+:mod:`pipelines.experiments` (its ``--help``).
 """
 
 from __future__ import annotations

@@ -1,15 +1,6 @@
-"""Reproduce the claims of the documents this project started from, side by side, one command.
-
-    python -m pipelines.reproduce --budget_minutes 90
-    python -m pipelines.reproduce --claims lstm_copy,ntm_vs_lstm --budget_minutes 45
-
-One parent run, with a child run per claim (each claim's trainings nested under it). The parent
-holds ``reproduction.md`` (artifact and run description): each claim, its source, the
-published figure, ours, and the verdict (reproduced, better or not reproduced).
-
-The budget is one wall-clock for everything, shared by weight (:mod:`pipelines.studies.evidence`).
-What the machine cannot afford (pixel MNIST on two CPU cores) is not run, and the claim's
-figures say so (:mod:`pipelines.studies.claims`).
+"""The reproduce pipeline's loop: one parent run, a child per claim, the report. The budget
+is in :mod:`pipelines.studies.evidence`, the claims in :mod:`pipelines.studies.claims`, and
+what the command does in :mod:`pipelines.reproduce` (its ``--help``).
 """
 
 from __future__ import annotations

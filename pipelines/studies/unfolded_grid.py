@@ -1,12 +1,6 @@
-"""The unfolded-LSTM reference grid: dropout yes/no x tied yes/no, each over depth and state
-size, one parent run with a child run per cell and a summary table.
-
-    python -m pipelines.unfolded_grid --epochs 10                       # all 36 cells
-    python -m pipelines.unfolded_grid --depths 10 --hidden_sizes 100 --dropouts 0 --tied false
-
-Narrowing any list to one value runs a subset (one cell when all four are single values). The
-parent run holds ``grid/summary.csv`` and ``grid/summary.md``: test accuracy, train time,
-seconds per epoch and the first/last-layer gradient-norm ratio of every cell.
+"""The unfolded_grid pipeline's library: the grid's cells as classify configs, each a nested
+run, and the summary tables in the parent. What the command does: :mod:`pipelines.unfolded_grid`
+(its ``--help``).
 """
 
 from __future__ import annotations
