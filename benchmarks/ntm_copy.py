@@ -8,6 +8,12 @@ Each seed trains the default NTM through the real train pipeline (MLflow experim
 is tested on 1,000 sequences at lengths 20, 40, 80 and 120. The LSTM baseline trains for
 the NTM's median wall-clock. Extra arguments after ``--`` go to both trainings
 (e.g. ``-- --lr 3e-3``).
+
+``--full_budget`` trains every seed for its whole budget, as ``mlflow run .`` does, and scores
+the checkpoint the run selected; that measures which checkpoint the selection keeps:
+
+    python -m benchmarks.ntm_copy --seeds 0 1 2 3 4 5 6 7 8 9 --full_budget --no_lstm \
+        --name copy_selection -- --max_steps 2800 --max_minutes 30 --progress_bar false
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ def _row(result: dict) -> str:
         f"| {result['model']} | {result['seed']} | {'yes' if converged else 'no'} | "
         f"{seconds:.0f} | {sequences:.0f} | {result['best_val_bits_per_seq']:.3f} | "
         f"{result.get('restarts', 0):.0f} | {result.get('rollbacks', 0):.0f} | "
-        f"{accuracy} | {bits} |"
+        f"{result.get('best_step', float('nan')):.0f} | {accuracy} | {bits} |"
     )
 
 
@@ -75,6 +81,9 @@ def main() -> None:
     parser.add_argument("--max_minutes", type=float, default=10.0)
     parser.add_argument("--no_lstm", action="store_true")
     parser.add_argument(
+        "--full_budget", action="store_true", help="no early stop: train the whole budget"
+    )
+    parser.add_argument(
         "--threshold", type=float, default=THRESHOLD, help="val bits/seq that counts as converged"
     )
     parser.add_argument(
@@ -83,8 +92,9 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="train options after --")
     args = parser.parse_args()
 
+    stop = None if args.full_budget else args.threshold
     results = [
-        run("ntm", seed, args.max_minutes, args.extra, stop=args.threshold) for seed in args.seeds
+        run("ntm", seed, args.max_minutes, args.extra, stop=stop) for seed in args.seeds
     ]
     budget = statistics.median(r.get("seconds_to_stop_at", r["train_time_s"]) for r in results)
     if not args.no_lstm:
@@ -95,10 +105,10 @@ def main() -> None:
     print(f"machine: {machine()}")
     header = (
         "| model | seed | converged | seconds | sequences | best val bits/seq | restarts | "
-        "rollbacks |"
+        "rollbacks | selected step |"
     )
     print(f"{header} {lengths} | {bits} |")
-    print("|" + "---|" * (8 + 2 * len(TEST_LENGTHS)))
+    print("|" + "---|" * (9 + 2 * len(TEST_LENGTHS)))
     for result in results:
         print(_row(result))
     ntm = [r for r in results if r["model"] == "ntm"]

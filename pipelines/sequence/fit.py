@@ -218,9 +218,11 @@ def _fit(
     if outbox is None:
         return TrainResult(run_id, float("nan"), trainer.global_step, seconds, primary=False)
     metrics = training_metrics(config, trainer, callbacks, seconds, outbox)
-    _restore_best(module, callbacks.checkpoint.best_model_path)
+    best_step = _restore_best(module, callbacks.checkpoint.best_model_path)
     best, scores = score_best(module, plan)
     metrics.update(scores)
+    if best_step is not None:  # which validation the selection kept
+        metrics["best_step"] = float(best_step)
     steps = trainer.global_step
     outbox.log_metrics(metrics, step=steps)
     callbacks.figures.log_final(module, steps)
@@ -269,9 +271,13 @@ def training_metrics(
     return metrics
 
 
-def _restore_best(module: pl.LightningModule, best_path: str) -> None:
-    if best_path and Path(best_path).is_file():
-        module.load_state_dict(load_checkpoint(best_path)["state_dict"])
+def _restore_best(module: pl.LightningModule, best_path: str) -> int | None:
+    """Load the selected checkpoint's weights; its global step, or None without one."""
+    if not (best_path and Path(best_path).is_file()):
+        return None
+    checkpoint = load_checkpoint(best_path)
+    module.load_state_dict(checkpoint["state_dict"])
+    return int(checkpoint["global_step"])
 
 
 def score_best(module: pl.LightningModule, plan: TrainPlan) -> tuple[float, dict[str, float]]:

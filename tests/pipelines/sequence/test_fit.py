@@ -400,6 +400,7 @@ def test_the_best_of_equal_validations_is_the_one_with_the_lower_loss(client):
     assert expected != tied[0], "the first of the ties is not the one kept"
     best = client.download_artifacts(result.run_id, "checkpoints/best.ckpt")
     assert load_checkpoint(best)["global_step"] == expected
+    assert client.get_run(result.run_id).data.metrics["best_step"] == expected
 
 
 def test_the_logged_model_carries_the_final_scores(client):
