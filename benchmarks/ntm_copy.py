@@ -93,9 +93,7 @@ def main() -> None:
     args = parser.parse_args()
 
     stop = None if args.full_budget else args.threshold
-    results = [
-        run("ntm", seed, args.max_minutes, args.extra, stop=stop) for seed in args.seeds
-    ]
+    results = [run("ntm", seed, args.max_minutes, args.extra, stop=stop) for seed in args.seeds]
     budget = statistics.median(r.get("seconds_to_stop_at", r["train_time_s"]) for r in results)
     if not args.no_lstm:
         results.append(run("lstm", args.seeds[0], budget / 60, args.extra, stop=None))
