@@ -52,6 +52,7 @@ def run_fit(
     tags: dict[str, str] | None = None,
     nested: bool = False,
     resume_run_id: str | None = None,
+    failure_tags: dict[str, str] | None = None,
 ) -> Result:
     """``primary(run)`` inside a tracked run tagged ``ntmlab.pipeline=<pipeline>`` (system
     metrics on); in a DDP worker that a launcher or the user started (``torchrun``, another
@@ -62,7 +63,13 @@ def run_fit(
     with (
         interrupt_guard(),
         tracked_run(
-            experiment, run_name, run_tags, nested, resume_run_id, system_metrics=True
+            experiment,
+            run_name,
+            run_tags,
+            nested,
+            resume_run_id,
+            system_metrics=True,
+            failure_tags=failure_tags,
         ) as run,
     ):
         return primary(run)

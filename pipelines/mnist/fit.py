@@ -53,9 +53,10 @@ def classify(
     tags: dict[str, str] | None = None,
     nested: bool = False,
     callbacks: Sequence[pl.Callback] = (),
+    failure_tags: dict[str, str] | None = None,
 ) -> ClassifyResult:
     """Fit and test ``config`` in one MLflow run (a child of the active run when ``nested``);
-    extra ``callbacks`` (e.g. pruning) join the fit."""
+    extra ``callbacks`` (e.g. pruning) join the fit; ``failure_tags`` label a failed run."""
     data = make_datamodule(config)
     placement = placement_of(config.placement)
     return run_fit(
@@ -66,6 +67,7 @@ def classify(
         worker=lambda run_id: _fit_as_worker(config, data, run_id, placement),
         tags=tags,
         nested=nested,
+        failure_tags=failure_tags,
     )
 
 

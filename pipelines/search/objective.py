@@ -18,13 +18,13 @@ from pipelines.mnist.config import ClassifyConfig
 from pipelines.mnist.fit import classify
 from pipelines.search.config import MNIST, HpoConfig
 from pipelines.search.heartbeat import JournalHeartbeat
-from pipelines.search.pruning import OptunaPruning
+from pipelines.search.pruning import TRIAL_STATE_TAG, OptunaPruning
 from pipelines.search.spaces import Fixed, Space
 from pipelines.sequence.config import TrainConfig
 from pipelines.sequence.fit import train
 from pipelines.tracking.registry import CHAMPION, register
 from pipelines.tracking.runs import TrackedRun
-from pipelines.tracking.store import tracking_uri
+from pipelines.tracking.store import reachable, tracking_uri
 
 SURPLUS_ATTR = "ntmlab_surplus"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -60,11 +60,17 @@ def first_validation_step(base) -> int:
 
 
 def run_trial(trial_config, callbacks, tags) -> tuple[str, int]:
-    """Run one trial through its pipeline as a nested run; ``(run id, steps trained)``."""
+    """Run one trial through its pipeline as a nested run; ``(run id, steps trained)``. All
+    of its tracking goes through the run's outbox, its FAIL tag included."""
+    failed = {TRIAL_STATE_TAG: "FAIL"}
     if isinstance(trial_config, ClassifyConfig):
-        result = classify(trial_config, tags=tags, nested=True, callbacks=callbacks)
+        result = classify(
+            trial_config, tags=tags, nested=True, callbacks=callbacks, failure_tags=failed
+        )
     else:
-        result = train(trial_config, callbacks=callbacks, nested=True, tags=tags)
+        result = train(
+            trial_config, callbacks=callbacks, nested=True, tags=tags, failure_tags=failed
+        )
     return result.run_id, result.steps
 
 
@@ -91,11 +97,11 @@ def _counted_before(study: optuna.Study, number: int) -> int:
 def objective_for(
     config: HpoConfig, space: Space, base, parent: TrackedRun, session: dict, storage
 ):
-    """The trial function (trial runs land in ``experiment_id``, the parent's); ``session``
-    collects what this worker saw (surplus); on a journal ``storage`` it keeps the trial's
-    heartbeat."""
+    """The trial function (trial runs are the parent's children); ``session`` collects what
+    this worker saw (surplus, trials not registered yet); on a journal ``storage`` it keeps the
+    trial's heartbeat."""
 
-    experiment_id, parent_run_id = parent.experiment_id, parent.run_id
+    parent_run_id = parent.run_id
 
     def objective(trial: optuna.Trial) -> float:
         if _counted_before(trial.study, trial.number) >= config.n_trials:
@@ -111,27 +117,29 @@ def objective_for(
             "optuna.study_name": config.study_name,
             "optuna.trial_number": str(trial.number),
         }
-        try:
-            with JournalHeartbeat(storage, trial._trial_id, config.heartbeat_interval):
-                run_id, steps = run_trial(trial_config, [pruning], tags)
-        except Exception:
-            client = MlflowClient(tracking_uri())
-            query = f"tags.`optuna.trial_number` = '{trial.number}'"
-            for failed in trial_runs(client, experiment_id, config.study_name, query):
-                client.set_tag(failed.info.run_id, "optuna.trial_state", "FAIL")
-            raise
+        with JournalHeartbeat(storage, trial._trial_id, config.heartbeat_interval):
+            run_id, steps = run_trial(trial_config, [pruning], tags)
         trial.set_user_attr("run_id", run_id)
         trial.set_user_attr("steps", steps)
-        state = "PRUNED" if pruning.pruned_at is not None else "COMPLETE"
-        MlflowClient(tracking_uri()).set_tag(run_id, "optuna.trial_state", state)
         if pruning.pruned_at is not None:
             raise optuna.TrialPruned(f"pruned at step {pruning.pruned_at}")
         if pruning.best is None:
             raise RuntimeError("the trial ended before its first validation")
-        _register_trial(config, trial.number, run_id, pruning.best, parent_run_id)
+        session.setdefault("unregistered", []).append((trial.number, run_id, pruning.best))
+        register_finished(config, session, parent_run_id)
         return pruning.best
 
     return objective
+
+
+def register_finished(config: HpoConfig, session: dict, parent: str) -> None:
+    """Register this worker's finished trials not registered yet, if the store answers now: a
+    trial that finished during an outage is registered at a later trial or the study's end."""
+    pending = session.get("unregistered", [])
+    while pending and reachable(tracking_uri()):
+        number, run_id, value = pending[0]
+        _register_trial(config, number, run_id, value, parent)
+        pending.pop(0)
 
 
 def _register_trial(config: HpoConfig, number: int, run_id: str, value: float, parent: str):

@@ -1,10 +1,13 @@
 """Optuna pruning for ``pytorch_lightning`` (optuna-integration's callback imports only
-``lightning.pytorch``), plus the best value of the searched metric over a trial."""
+``lightning.pytorch``), plus the best value of the searched metric over a trial and its state
+as a tag of the trial's run."""
 
 from __future__ import annotations
 
 import optuna
 import pytorch_lightning as pl
+
+TRIAL_STATE_TAG = "optuna.trial_state"
 
 
 class OptunaPruning(pl.Callback):
@@ -12,7 +15,9 @@ class OptunaPruning(pl.Callback):
 
     Stopping via ``trainer.should_stop`` instead of raising inside the fit lets the train
     pipeline end its run cleanly (checkpoints, model, FINISHED); the objective then raises
-    ``optuna.TrialPruned`` so the trial is recorded as PRUNED.
+    ``optuna.TrialPruned`` so the trial is recorded as PRUNED. The state the objective will
+    give the trial is tagged at the end of training through the run's outbox (rank 0's
+    logger), so a tracking outage delays the tag instead of stalling the study.
     """
 
     def __init__(self, trial: optuna.Trial, metric: str, direction: str) -> None:
@@ -35,3 +40,15 @@ class OptunaPruning(pl.Callback):
         if self.trial.should_prune():
             self.pruned_at = step
             trainer.should_stop = True
+
+    @property
+    def state(self) -> str:
+        """PRUNED, COMPLETE, or FAIL for a trial that never validated (its objective raises)."""
+        if self.pruned_at is not None:
+            return "PRUNED"
+        return "COMPLETE" if self.best is not None else "FAIL"
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        outbox = getattr(trainer.logger, "outbox", None)  # rank 0 only
+        if outbox is not None:
+            outbox.set_tags({TRIAL_STATE_TAG: self.state})

@@ -24,6 +24,7 @@ from pipelines.search.objective import (
     check_space,
     first_validation_step,
     objective_for,
+    register_finished,
     trial_runs,
 )
 from pipelines.search.samplers import make_pruner, make_sampler
@@ -31,7 +32,7 @@ from pipelines.search.spaces import build_space
 from pipelines.search.storage import open_storage, redacted
 from pipelines.search.summary import log_summary
 from pipelines.tracking.runs import tracked_run
-from pipelines.tracking.store import tracking_uri
+from pipelines.tracking.store import reachable, tracking_uri, wait_until_reachable
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 WAIT_POLL_S = 2.0  # how often a worker with nothing to run looks at the others' trials
@@ -110,6 +111,9 @@ def hpo(config: HpoConfig) -> optuna.Study:
                         break
                     time.sleep(min(config.heartbeat_interval, WAIT_POLL_S))
                     continue
+                # a trial's run cannot open without the store; once open, an outage stalls
+                # nothing (its tracking goes through the run's outbox)
+                wait_until_reachable(tracking_uri(), "the next trial")
                 study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
                 if session["surplus"]:
                     break
@@ -124,6 +128,8 @@ def hpo(config: HpoConfig) -> optuna.Study:
                 if deadline is not None and time.monotonic() - started >= deadline:
                     break
         finally:
+            register_finished(config, session, run.run_id)
+            _say_unregistered(session)
             log_summary(run, study, config)
     return study
 
@@ -131,14 +137,23 @@ def hpo(config: HpoConfig) -> optuna.Study:
 def _fail_orphaned_runs(study: optuna.Study, experiment_id: str, study_name: str) -> None:
     """Trial runs still RUNNING whose trial is FAIL lost their process: end them FAILED."""
     failed = {str(t.number) for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-    if not failed:
-        return
+    if not failed or not reachable(tracking_uri()):
+        return  # housekeeping: the next pass of the loop tries again
     client = MlflowClient(tracking_uri())
     for orphan in trial_runs(client, experiment_id, study_name, "attributes.status = 'RUNNING'"):
         if orphan.data.tags.get("optuna.trial_number") in failed:
             client.set_tag(orphan.info.run_id, "error", "the worker died (no trial heartbeat)")
             client.set_tag(orphan.info.run_id, "optuna.trial_state", "FAIL")
             client.set_terminated(orphan.info.run_id, status="FAILED")
+
+
+def _say_unregistered(session: dict) -> None:
+    for number, run_id, _ in session.get("unregistered", []):
+        print(
+            f"hpo: trial {number} (run {run_id}) finished but is not registered: the tracking "
+            "store did not answer at the end of the study",
+            file=sys.stderr,
+        )
 
 
 def _finished(study: optuna.Study) -> int:

@@ -95,9 +95,11 @@ def train(
     callbacks: Sequence[pl.Callback] = (),
     nested: bool = False,
     tags: dict[str, str] | None = None,
+    failure_tags: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Fit ``config`` in a tracked MLflow run; extra ``callbacks`` (e.g. pruning) join the fit
-    and extra ``tags`` (e.g. the Optuna trial) label the run from its start."""
+    """Fit ``config`` in a tracked MLflow run; extra ``callbacks`` (e.g. pruning) join the fit,
+    extra ``tags`` (e.g. the Optuna trial) label the run from its start and ``failure_tags``
+    label it if it fails."""
     plan = plan_fit(config)
     config = plan.config
     result = run_fit(
@@ -109,6 +111,7 @@ def train(
         tags=tags,
         nested=nested,
         resume_run_id=config.resume_run_id,
+        failure_tags=failure_tags,
     )
     return result
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from pipelines.common.config import ConfigError
 from pipelines.tracking.checkpoints import CheckpointError
-from pipelines.tracking.store import PROJECT_ROOT, tracking_uri
+from pipelines.tracking.store import PROJECT_ROOT, check_reachable, tracking_uri
 
 MODEL_NAME = "model"  # runs:/<run id>/model
 LEGACY_WEIGHTS = "model/weights.pt"
@@ -63,7 +63,10 @@ def log_model(
 
     A CPU copy in eval mode is pickled, so a model trained on a GPU loads anywhere. A store
     that does not answer is retried with backoff for ``patience_s`` (the run's other logging
-    waits in its outbox meanwhile), then the error is raised and the run ends FAILED.
+    waits in its outbox meanwhile), then the error is raised and the run ends FAILED. Each try
+    first asks the server's health endpoint (5 s at most), so a server that stays away costs
+    ``patience_s`` plus seconds; only a server lost in the middle of an upload leaves that try
+    to MLflow's own retries.
     """
     model = copy.deepcopy(core).cpu().eval()
     example = input_example.detach().cpu().numpy().astype(np.float32)
@@ -71,6 +74,9 @@ def log_model(
     deadline, delay = time.monotonic() + patience_s, 1.0
     while True:
         try:
+            # a down server fails this probe in seconds; MLflow's own client would retry
+            # each of log_model's calls for minutes before the deadline is looked at again
+            check_reachable(tracking_uri())
             # created here, in the run's experiment: MLflow would otherwise put it in the
             # experiment of its process-wide fluent state (the default one)
             experiment_id = MlflowClient(tracking_uri()).get_run(run_id).info.experiment_id

@@ -145,6 +145,7 @@ def tracked_run(
     resume_run_id: str | None = None,
     system_metrics: bool = False,
     shared: bool = False,
+    failure_tags: dict[str, str] | None = None,
 ) -> Iterator[TrackedRun]:
     """Open (or continue) a run and guarantee it ends with an honest status.
 
@@ -154,7 +155,9 @@ def tracked_run(
     (``system/...``) while the run is open. On success, once everything is delivered, the run's
     local directory (checkpoints, spool) is removed: the artifacts hold it all. A ``shared`` run
     (an HPO study's parent, which several workers on one machine hold open at once) spools
-    into a directory of this process's own and removes only that.
+    into a directory of this process's own and removes only that. ``failure_tags`` (e.g. an
+    Optuna trial's state) are set, through the outbox like the status, when the run does not
+    finish.
     """
     uri = tracking_uri()
     check_reachable(uri)
@@ -172,14 +175,15 @@ def tracked_run(
         sampler.start()
     _open_runs.append(run)
     status, timeout_s = RunStatus.to_string(RunStatus.FINISHED), UPLOAD_TIMEOUT_S
+    ended_tags = dict(failure_tags or {})
     try:
         yield run
     except (KeyboardInterrupt, RunInterrupted) as error:
-        outbox.set_tags({ERROR_TAG: str(error) or "interrupted by the user"})
+        outbox.set_tags({**ended_tags, ERROR_TAG: str(error) or "interrupted by the user"})
         status, timeout_s = RunStatus.to_string(RunStatus.KILLED), FAILURE_UPLOAD_TIMEOUT_S
         raise
     except BaseException as error:
-        outbox.set_tags({ERROR_TAG: _error_text(error)})
+        outbox.set_tags({**ended_tags, ERROR_TAG: _error_text(error)})
         status, timeout_s = RunStatus.to_string(RunStatus.FAILED), FAILURE_UPLOAD_TIMEOUT_S
         raise
     finally:
@@ -187,7 +191,8 @@ def tracked_run(
         sampler.stop()
         rejected = list(outbox.rejected)
         if rejected and status == "FINISHED":  # finished, but not everything it logged is there
-            outbox.set_tags({ERROR_TAG: f"the tracking store rejected: {rejected[0]}"[:4000]})
+            refused = f"the tracking store rejected: {rejected[0]}"[:4000]
+            outbox.set_tags({**ended_tags, ERROR_TAG: refused})
             status = RunStatus.to_string(RunStatus.FAILED)
         outbox.end_run(status)
         delivered = outbox.close(timeout_s=timeout_s)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import time
 from pathlib import Path
 
 import requests
@@ -92,6 +94,29 @@ def check_reachable(uri: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None
             f"MLflow tracking server {uri} is unreachable ({reason} within {timeout_s:g} s); "
             "start it (make server) or point MLFLOW_TRACKING_URI at a running one"
         ) from None
+
+
+def reachable(uri: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> bool:
+    """Whether the store answers now, known within ``timeout_s`` (a database store: always)."""
+    try:
+        check_reachable(uri, timeout_s)
+    except TrackingUnavailable:
+        return False
+    return True
+
+
+def wait_until_reachable(uri: str, what: str, max_delay_s: float = 30.0, sleep=time.sleep) -> None:
+    """Before work that cannot start without the store (opening a run, registering), wait
+    for it with backoff, saying once on stderr what waits, instead of entering MLflow's
+    minutes-long retries."""
+    delay = 1.0
+    while not reachable(uri):
+        if delay == 1.0:
+            print(f"tracking: {uri} unreachable; {what} waits for it", file=sys.stderr)
+        sleep(delay)
+        delay = min(2 * delay, max_delay_s)
+    if delay > 1.0:
+        print(f"tracking: {uri} reachable again; {what}", file=sys.stderr)
 
 
 def _local_artifact_root(uri: str) -> str | None:

@@ -188,6 +188,12 @@ HOW: dict[str, Runnable | Elsewhere] = {
         },
         mnist=True,
     ),
+    "mlflow models serve -m models:/ntm-copy@champion --env-manager local --host 127.0.0.1 "
+    "--port 5001": Elsewhere("tests/pipelines/tracking/test_serving.py serves a logged model"),
+    "curl -s http://127.0.0.1:5001/invocations -H 'Content-Type: application/json' -d "
+    "'{\"inputs\": [[[1,0,1,1,0,0,1,0,0],[0,0,0,0,0,0,0,0,1],[0,0,0,0,0,0,0,0,0]]]}'": Elsewhere(
+        "tests/pipelines/tracking/test_serving.py posts copy batches to /invocations"
+    ),
     "mlflow server --app-name basic-auth": Elsewhere(
         "the team setup's server (and its auth) runs in tests/pipelines/test_tracking_server.py"
     ),

@@ -18,7 +18,9 @@ from mlflow.tracking import MlflowClient
 from pipelines.common.config import parse_config
 from pipelines.sequence.config import TrainConfig
 from pipelines.sequence.fit import train
+from pipelines.tracking.models import log_model, tensor_signature
 from pipelines.tracking.runs import tracked_run
+from pipelines.tracking.store import REACHABILITY_TIMEOUT_S, TrackingUnavailable
 from tests.conftest import (
     ROOT,
     TINY_LSTM_ARGS,
@@ -161,6 +163,30 @@ def test_the_end_of_a_run_is_delivered_when_the_server_comes_back(
         (1, 1.0),
         (2, 0.5),
     ]
+
+
+def test_logging_the_model_gives_up_within_its_patience_when_the_server_stays_away(
+    mlflow_server, monkeypatch
+):
+    """With MLflow's own retries as they ship (minutes per call against a refused port), a
+    server that stays away costs the model logging its patience plus seconds: every try asks
+    the health endpoint first (docs/tracking.md promises the 2 minutes this bounds)."""
+    for name in SHORT_MLFLOW_RETRIES:
+        monkeypatch.delenv(name, raising=False)
+    run = MlflowClient(mlflow_server.url).create_run("0")
+    mlflow_server.stop()
+    signature = tensor_signature((-1, -1, 9), (-1, -1, 8))
+    started = time.monotonic()
+    with pytest.raises(TrackingUnavailable):
+        log_model(
+            run.info.run_id,
+            torch.nn.Linear(9, 8),
+            signature,
+            torch.zeros(1, 2, 9),
+            {},
+            patience_s=3.0,
+        )
+    assert time.monotonic() - started < 3.0 + 2 * REACHABILITY_TIMEOUT_S
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "10.255.255.1"], ids=["refused", "no-answer"])
