@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -149,6 +150,68 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_answers(url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> bool:
+    """Poll ``url`` until it answers 2xx (True) or ``timeout_s`` passes (False); a server
+    process that exits meanwhile raises with the tail of its ``log``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[:4]} exited: {log.read_text()[-3000:]}")
+        try:
+            if requests.get(url, timeout=1).ok:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+class CommandWatcher:
+    """A pipeline command in a subprocess (from the checkout, stdout dropped), its stderr
+    collected line by line while it runs, so a test can act on what it says."""
+
+    def __init__(self, module: str, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(
+            target=lambda: self.lines.extend(self.process.stderr), daemon=True
+        )
+        self._reader.start()
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_line(self, text: str, timeout_s: float, alive_message: str | None = None) -> None:
+        """Until a stderr line holds ``text``; the command must stay alive meanwhile."""
+        deadline = time.monotonic() + timeout_s
+        while not any(text in line for line in self.lines):
+            assert self.process.poll() is None, alive_message or self.stderr[-3000:]
+            assert time.monotonic() < deadline, self.stderr[-3000:]
+            time.sleep(0.5)
+
+    def finish(self, timeout_s: float) -> int:
+        self.process.wait(timeout=timeout_s)
+        self._reader.join(timeout=10)
+        return self.process.returncode
+
+
+def validated_run_id(client: MlflowClient) -> str | None:
+    """A run of any experiment that has logged a validation (``val_bits_per_seq``)."""
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string="metrics.val_bits_per_seq >= 0",
+    )
+    return runs[0].info.run_id if runs else None
+
+
 class MlflowServer:
     """``mlflow server`` on loopback with a sqlite store and served artifacts, restartable on the
     same port and store (to simulate an outage)."""
@@ -191,16 +254,8 @@ class MlflowServer:
                 env=env,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {self.log.read_text()[-2000:]}")
-            try:
-                if requests.get(f"{self.url}/health", timeout=1).ok:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
+        if wait_until_answers(f"{self.url}/health", self.process, self.log, timeout_s):
+            return
         self.stop()
         raise RuntimeError(f"mlflow server did not start: {self.log.read_text()[-2000:]}")
 

@@ -27,6 +27,7 @@ from pipelines.search.objective import (
     register_finished,
     trial_runs,
 )
+from pipelines.search.pruning import TRIAL_STATE_TAG
 from pipelines.search.samplers import make_pruner, make_sampler
 from pipelines.search.spaces import build_space
 from pipelines.search.storage import open_storage, redacted
@@ -143,7 +144,7 @@ def _fail_orphaned_runs(study: optuna.Study, experiment_id: str, study_name: str
     for orphan in trial_runs(client, experiment_id, study_name, "attributes.status = 'RUNNING'"):
         if orphan.data.tags.get("optuna.trial_number") in failed:
             client.set_tag(orphan.info.run_id, "error", "the worker died (no trial heartbeat)")
-            client.set_tag(orphan.info.run_id, "optuna.trial_state", "FAIL")
+            client.set_tag(orphan.info.run_id, TRIAL_STATE_TAG, "FAIL")
             client.set_terminated(orphan.info.run_id, status="FAILED")
 
 

@@ -175,15 +175,15 @@ def tracked_run(
         sampler.start()
     _open_runs.append(run)
     status, timeout_s = RunStatus.to_string(RunStatus.FINISHED), UPLOAD_TIMEOUT_S
-    ended_tags = dict(failure_tags or {})
+    failure_tags = failure_tags or {}
     try:
         yield run
     except (KeyboardInterrupt, RunInterrupted) as error:
-        outbox.set_tags({**ended_tags, ERROR_TAG: str(error) or "interrupted by the user"})
+        outbox.set_tags({**failure_tags, ERROR_TAG: str(error) or "interrupted by the user"})
         status, timeout_s = RunStatus.to_string(RunStatus.KILLED), FAILURE_UPLOAD_TIMEOUT_S
         raise
     except BaseException as error:
-        outbox.set_tags({**ended_tags, ERROR_TAG: _error_text(error)})
+        outbox.set_tags({**failure_tags, ERROR_TAG: _error_text(error)})
         status, timeout_s = RunStatus.to_string(RunStatus.FAILED), FAILURE_UPLOAD_TIMEOUT_S
         raise
     finally:
@@ -192,7 +192,7 @@ def tracked_run(
         rejected = list(outbox.rejected)
         if rejected and status == "FINISHED":  # finished, but not everything it logged is there
             refused = f"the tracking store rejected: {rejected[0]}"[:4000]
-            outbox.set_tags({**ended_tags, ERROR_TAG: refused})
+            outbox.set_tags({**failure_tags, ERROR_TAG: refused})
             status = RunStatus.to_string(RunStatus.FAILED)
         outbox.end_run(status)
         delivered = outbox.close(timeout_s=timeout_s)

@@ -113,7 +113,7 @@ def wait_until_reachable(uri: str, what: str, max_delay_s: float = 30.0, sleep=t
     while not reachable(uri):
         if delay == 1.0:
             print(f"tracking: {uri} unreachable; {what} waits for it", file=sys.stderr)
-        sleep(delay)
+        time.sleep(delay)
         delay = min(2 * delay, max_delay_s)
     if delay > 1.0:
         print(f"tracking: {uri} reachable again; {what}", file=sys.stderr)

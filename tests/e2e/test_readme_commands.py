@@ -30,7 +30,7 @@ from pipelines.common.config import parse_config
 from pipelines.common.interrupts import RunInterrupted
 from pipelines.sequence.config import TrainConfig
 from pipelines.sequence.fit import train
-from tests.conftest import ROOT, CtrlCAt, free_port, subprocess_env
+from tests.conftest import ROOT, CtrlCAt, free_port, subprocess_env, wait_until_answers
 from tests.e2e.doc_commands import HOW, MLFLOW_RUN, TINY_HPO_SPACE, Runnable, readme_commands
 
 pytestmark = pytest.mark.slow
@@ -275,15 +275,7 @@ def test_make_ui_and_server_serve_the_store(target, tmp_path):
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()[-3000:]
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.5)
-        else:
+        if not wait_until_answers(f"http://127.0.0.1:{port}/health", process, log, 90):
             pytest.fail(f"make {target} did not serve within 90 s: {log.read_text()[-3000:]}")
         experiments = requests.get(
             f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search",

@@ -4,16 +4,13 @@ study ends with every trial run FINISHED, tagged, registered and with every metr
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import threading
 import time
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from pipelines.search import objective
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import CommandWatcher, subprocess_env, validated_run_id
 from tests.pipelines.search.studies import FIXED, hpo_args, study_runs
 
 pytestmark = pytest.mark.slow
@@ -29,36 +26,25 @@ def test_a_server_outage_in_a_trial_stalls_nothing_and_loses_nothing(
 ):
     args = hpo_args(storage, 2, "--trial_max_steps", str(STEPS), space=SPACE)
     # MLflow's own retries as they ship: nothing on the trial's path may enter them
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.hpo", *args],
-        cwd=ROOT,
-        env=subprocess_env(MLFLOW_TRACKING_URI=mlflow_server.url, NTMLAB_HOME=str(tmp_path)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    command = CommandWatcher(
+        "pipelines.hpo",
+        args,
+        subprocess_env(MLFLOW_TRACKING_URI=mlflow_server.url, NTMLAB_HOME=str(tmp_path)),
     )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
-    reader.start()
     client = MlflowClient(mlflow_server.url)
     deadline = time.monotonic() + 180
-    while not _a_trial_validated(client):
-        assert process.poll() is None, "".join(lines)[-3000:]
+    while validated_run_id(client) is None:
+        assert command.process.poll() is None, command.stderr[-3000:]
         assert time.monotonic() < deadline, "no trial logged a validation"
         time.sleep(0.2)
 
     mlflow_server.stop()
     # the trial trains to its end meanwhile: its model logging is the first thing that waits
-    deadline = time.monotonic() + 120
-    while not any("logging the model failed" in line for line in lines):
-        assert process.poll() is None, "".join(lines)[-3000:]
-        assert time.monotonic() < deadline, "the trial stalled: " + "".join(lines)[-3000:]
-        time.sleep(0.5)
+    command.wait_for_line("logging the model failed", 120, None)
     mlflow_server.start()
-    process.wait(timeout=300)
-    reader.join(timeout=10)
-    stderr = "".join(lines)
-    assert process.returncode == 0, stderr[-3000:]
+    returncode = command.finish(300)
+    stderr = command.stderr
+    assert returncode == 0, stderr[-3000:]
     assert "tracking store unreachable" in stderr and "reachable again" in stderr
 
     (parent,), trials = study_runs(client)
@@ -71,16 +57,6 @@ def test_a_server_outage_in_a_trial_stalls_nothing_and_loses_nothing(
         assert sorted(m.step for m in history) == list(range(EPOCH, STEPS + 1, EPOCH))
     versions = client.search_model_versions("name = 'lstm-copy'")
     assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in trials)
-
-
-def _a_trial_validated(client: MlflowClient) -> bool:
-    experiment = client.get_experiment_by_name("hpo-copy")
-    if experiment is None:
-        return False
-    runs = client.search_runs(
-        [experiment.experiment_id], filter_string="metrics.val_bits_per_seq >= 0"
-    )
-    return bool(runs)
 
 
 def test_a_trial_that_finished_while_the_store_was_away_is_registered_once_it_answers(

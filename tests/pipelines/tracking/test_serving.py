@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import mlflow
 import numpy as np
@@ -21,7 +20,7 @@ from datamodules.synthetic import CopyTask, SyntheticDataModule
 from pipelines.common.config import parse_config
 from pipelines.sequence.config import TrainConfig
 from pipelines.sequence.fit import train
-from tests.conftest import TINY_LSTM_ARGS, free_port, subprocess_env
+from tests.conftest import TINY_LSTM_ARGS, free_port, subprocess_env, wait_until_answers
 
 pytestmark = pytest.mark.slow
 
@@ -36,19 +35,6 @@ def _serve(uri: str, tracking_uri: str, port: int, log) -> subprocess.Popen:
     return subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
     )
-
-
-def _wait_until_up(process: subprocess.Popen, url: str, log_path) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log_path.read_text()[-3000:]
-        try:
-            if requests.get(f"{url}/ping", timeout=1).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"the scoring server did not start: {log_path.read_text()[-3000:]}")
 
 
 def test_the_model_serves_copy_batches_over_http(client, tracking_uri, tmp_path):
@@ -74,7 +60,9 @@ def test_the_model_serves_copy_batches_over_http(client, tracking_uri, tmp_path)
         process = _serve(uri, tracking_uri, port, log)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(process, url, log_path)
+        assert wait_until_answers(f"{url}/ping", process, log_path, SERVER_START_S), (
+            f"the scoring server did not start: {log_path.read_text()[-3000:]}"
+        )
         # one length per request (a batch is one [batch, time, 9] tensor); any length works
         for length in (5, 12):
             data = SyntheticDataModule(CopyTask(), test_lengths=(length,), test_size=4, seed=1)

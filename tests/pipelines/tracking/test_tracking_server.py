@@ -24,10 +24,12 @@ from pipelines.tracking.store import REACHABILITY_TIMEOUT_S, TrackingUnavailable
 from tests.conftest import (
     ROOT,
     TINY_LSTM_ARGS,
+    CommandWatcher,
     MlflowServer,
     artifact_paths,
     free_port,
     subprocess_env,
+    validated_run_id,
 )
 
 pytestmark = pytest.mark.slow
@@ -82,46 +84,33 @@ def test_server_outage_through_the_end_of_training_loses_no_metric(mlflow_server
     steps, epoch = 2000, 100
     args = [*TINY, "--max_steps", str(steps), "--batches_per_epoch", str(epoch)]
     args += ["--plot_every_n_val", "1000", "--log_every_n_steps", "20"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.train", *args],
-        cwd=ROOT,
-        env=subprocess_env(
+    command = CommandWatcher(
+        "pipelines.train",
+        args,
+        subprocess_env(
             MLFLOW_TRACKING_URI=mlflow_server.url,
             NTMLAB_HOME=str(tmp_path / "home"),
             **SHORT_MLFLOW_RETRIES,
         ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
     )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
-    reader.start()
     client = MlflowClient(mlflow_server.url)
     deadline = time.monotonic() + 120
     run_id = None
     while run_id is None and time.monotonic() < deadline:
-        assert process.poll() is None, "".join(lines)[-3000:]
-        runs = client.search_runs(
-            [e.experiment_id for e in client.search_experiments()],
-            filter_string="metrics.val_bits_per_seq >= 0",
-        )
-        run_id = runs[0].info.run_id if runs else None
+        assert command.process.poll() is None, command.stderr[-3000:]
+        run_id = validated_run_id(client)
         time.sleep(0.2)
     assert run_id is not None, "the run never logged a validation metric"
 
     mlflow_server.stop()
-    deadline = time.monotonic() + 240
-    while not any("logging the model failed" in line for line in lines):
-        assert process.poll() is None, "training must not stop because the server did"
-        assert time.monotonic() < deadline, "".join(lines)[-3000:]
-        time.sleep(0.5)
+    command.wait_for_line(
+        "logging the model failed", 240, "training must not stop because the server did"
+    )
     time.sleep(3)  # well past MLflow's own retry window
     mlflow_server.start()
-    process.wait(timeout=300)
-    reader.join(timeout=10)
-    stderr = "".join(lines)
-    assert process.returncode == 0, stderr[-3000:]
+    returncode = command.finish(300)
+    stderr = command.stderr
+    assert returncode == 0, stderr[-3000:]
     assert "tracking store unreachable" in stderr and "reachable again" in stderr
 
     run = client.get_run(run_id)
