@@ -8,6 +8,9 @@ Batching of variable lengths:
   covers each item's own output window. Padding after the output window cannot change a causal
   model's outputs inside it, so scores equal those of unpadded sequences. The validation set is
   sorted by length before it is cut into batches to keep that padding small.
+* **long validation** (optional): sequences longer than any trained on, from a stream of
+  their own, so the best checkpoint can be chosen by how it generalizes without ever looking
+  at a test set.
 
 All data is a pure function of ``(seed, stream, index)``: batch ``k`` of the training stream is
 the same whatever happened before it, which makes runs reproducible and resumable. A length
@@ -35,7 +38,7 @@ from datamodules.tasks import (  # noqa: F401 (the tasks were defined here; old 
     seeded_generator,
 )
 
-TRAIN_STREAM, VAL_STREAM, TEST_STREAM, PLOT_STREAM = 0, 1, 2, 3
+TRAIN_STREAM, VAL_STREAM, TEST_STREAM, PLOT_STREAM, LONG_VAL_STREAM = 0, 1, 2, 3, 4
 
 
 class _StreamPositionSampler(Sampler[int]):
@@ -151,6 +154,8 @@ class SyntheticDataModule(pl.LightningDataModule):
         test_size: int = 1000,
         seed: int = 0,
         curriculum: LengthCurriculum | None = None,
+        long_val_lengths: Sequence[int] = (),
+        long_val_size: int = 0,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -162,8 +167,12 @@ class SyntheticDataModule(pl.LightningDataModule):
         ):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        for length in test_lengths:
+        for length in (*test_lengths, *long_val_lengths):
             task.check_length(length)
+        if long_val_size < 0:
+            raise ValueError(f"long_val_size must be >= 0, got {long_val_size}")
+        if long_val_size and not long_val_lengths:
+            raise ValueError("a long validation set needs at least one length")
         self.task = task
         self.batch_size = batch_size
         self.batches_per_epoch = batches_per_epoch
@@ -173,6 +182,9 @@ class SyntheticDataModule(pl.LightningDataModule):
         self.test_size = test_size
         self.seed = seed
         self.curriculum = curriculum
+        self.long_val_lengths = tuple(long_val_lengths)
+        self.long_val_size = long_val_size if long_val_lengths else 0
+        self._long_val: list[SequenceBatch] | None = None
         self._start_step: Callable[[], int] = lambda: 0
         self._val: list[SequenceBatch] | None = None
 
@@ -196,6 +208,19 @@ class SyntheticDataModule(pl.LightningDataModule):
             lengths = self.task.sample_lengths(self.val_size, generator)
             self._val = make_fixed_set(self.task, lengths, self.eval_batch_size, generator)
         return self._val
+
+    def long_val_batches(self) -> list[SequenceBatch]:
+        """The long validation set: ``long_val_size`` sequences, each length drawn uniformly
+        from ``long_val_lengths`` (empty when there is none), built once."""
+        if self._long_val is None:
+            self._long_val = []
+            if self.long_val_size:
+                generator = seeded_generator(self.seed, LONG_VAL_STREAM)
+                choices = torch.tensor(self.long_val_lengths, dtype=torch.int64)
+                picks = torch.randint(len(choices), (self.long_val_size,), generator=generator)
+                batches = make_fixed_set(self.task, choices[picks], self.eval_batch_size, generator)
+                self._long_val = batches
+        return self._long_val
 
     def test_batches(self, length: int) -> list[SequenceBatch]:
         """``test_size`` sequences of exactly ``length``, seeded by the length."""
@@ -228,8 +253,13 @@ class SyntheticDataModule(pl.LightningDataModule):
         sampler = _StreamPositionSampler(self.batches_per_epoch, position)
         return DataLoader(stream, batch_size=None, sampler=sampler)
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self._shard(self.val_batches()), batch_size=None)
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """The validation set, then the long validation set when there is one (the
+        module tells them apart by ``dataloader_idx``)."""
+        validation = DataLoader(self._shard(self.val_batches()), batch_size=None)
+        if not self.long_val_size:
+            return validation
+        return [validation, DataLoader(self._shard(self.long_val_batches()), batch_size=None)]
 
     def test_dataloader(self) -> list[DataLoader]:
         return [

@@ -71,6 +71,9 @@ class SequenceModule(pl.LightningModule):
         # validation set once and equal the single-process scores of the same weights
         self.val_errors = BitErrorRate()
         self.val_loss = MeanMetric()
+        # the long validation set (second validation loader), when the data module has one
+        self.long_errors = BitErrorRate()
+        self.long_loss = MeanMetric()
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.model(inputs)
@@ -90,14 +93,17 @@ class SequenceModule(pl.LightningModule):
         self.log("train_bits_per_seq", bits_per_seq, prog_bar=True, batch_size=batch_size)
         return loss
 
-    def validation_step(self, batch, batch_idx: int) -> None:
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         inputs, targets, mask = batch
         logits = self.model(inputs)
         scored_bits = int(mask.sum()) * targets.shape[-1]
         loss = masked_bce_loss(logits, targets, mask)
+        errors, losses = (self.val_errors, self.val_loss)
+        if dataloader_idx == 1:
+            errors, losses = (self.long_errors, self.long_loss)
         # weighting by scored bits makes the epoch value the mean over all scored bits
-        self.val_loss.update(loss, weight=scored_bits)
-        self.val_errors.update(logits, targets, mask)
+        losses.update(loss, weight=scored_bits)
+        errors.update(logits, targets, mask)
 
     def on_validation_epoch_end(self) -> None:
         scores = self.val_errors.compute()
@@ -106,11 +112,22 @@ class SequenceModule(pl.LightningModule):
         # and sync_dist's mean of equal values changes nothing
         self.log("val_loss", loss.float(), sync_dist=True)
         self.log("val_bits_per_seq", scores["bits_per_seq"].float(), prog_bar=True, sync_dist=True)
-        selection = selection_score(scores["bits_per_seq"], loss, scores["sequences"])
-        self.log("val_selection", selection, sync_dist=True)  # what the best checkpoint keeps
         self.log("val_bit_acc", scores["bit_acc"].float(), sync_dist=True)
-        self.val_errors.reset()
-        self.val_loss.reset()
+        long = {}
+        if len(self.trainer.num_val_batches) > 1:  # the same on every rank
+            long_scores, long_loss = self.long_errors.compute(), self.long_loss.compute()
+            self.log("val_long_loss", long_loss.float(), sync_dist=True)
+            self.log("val_long_bits_per_seq", long_scores["bits_per_seq"].float(), sync_dist=True)
+            self.log("val_long_bit_acc", long_scores["bit_acc"].float(), sync_dist=True)
+            long = {
+                "long_bits_per_seq": long_scores["bits_per_seq"],
+                "long_loss": long_loss,
+                "long_sequences": long_scores["sequences"],
+            }
+        selection = selection_score(scores["bits_per_seq"], scores["sequences"], **long)
+        self.log("val_selection", selection, sync_dist=True)  # what the best checkpoint keeps
+        for metric in (self.val_errors, self.val_loss, self.long_errors, self.long_loss):
+            metric.reset()
         if not self.trainer.sanity_checking and self.trainer.optimizers:
             self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=True)
 

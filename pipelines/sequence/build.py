@@ -16,6 +16,7 @@ from pipelines.sequence.config import (
     DataConfig,
     ModelConfig,
     TrainConfig,
+    long_val_lengths,
     task_options,
 )
 
@@ -47,6 +48,8 @@ def make_datamodule(config: TrainConfig, task: SyntheticTask) -> SyntheticDataMo
             test_size=data.test_size,
             seed=config.seed,
             curriculum=curriculum_of(data),
+            long_val_lengths=long_val_lengths(data),
+            long_val_size=data.long_val_size,
         )
     except ValueError as error:
         raise ConfigError(str(error)) from error

@@ -25,7 +25,7 @@ from pipelines.sequence.trained import CHECKPOINT_DESCRIPTION_KEY, describe
 from pipelines.tracking.resume import BEST, LAST
 
 MONITOR, MONITOR_MODE = "val_bits_per_seq", "min"
-# the best checkpoint: lowest bits/seq, ties to the lower val_loss (models.metrics)
+# the best checkpoint: models.metrics.selection_score (with the long validation set when any)
 SELECTION = "val_selection"
 
 

@@ -113,6 +113,18 @@ class DataConfig:
         min=1,
     )
     test_size: int = option(1000, "sequences per test length", min=1)
+    long_val_size: int = option(
+        200,
+        "sequences in the long validation set (longer than any trained on), which chooses the "
+        "best checkpoint with the validation set (0: the validation set alone)",
+        min=0,
+    )
+    long_val_max_len: int | None = option(
+        None,
+        "longest length (most items) of the long validation set, whose lengths run from "
+        "max_len + 1 to this, test lengths left out (empty: twice max_len)",
+        min=1,
+    )
     curriculum_steps_per_length: int | None = option(
         None,
         "length curriculum: each start trains on min_len..min_len+1 first and widens the "
@@ -128,6 +140,16 @@ def task_options(data: DataConfig) -> dict[str, int]:
     if data.task in REPEAT_COPY:
         options.update(min_repeats=data.min_repeats, max_repeats=data.max_repeats)
     return options
+
+
+def long_val_lengths(data: DataConfig) -> tuple[int, ...]:
+    """The long validation set's lengths: beyond training, and never a test length, so no
+    choice made on it has seen a test set's length."""
+    if not data.long_val_size:
+        return ()
+    longest = data.long_val_max_len or 2 * data.max_len
+    excluded = set(data.test_lengths)
+    return tuple(n for n in range(data.max_len + 1, longest + 1) if n not in excluded)
 
 
 @dataclass
@@ -316,6 +338,12 @@ class TrainConfig:
             raise ConfigError(
                 f"--min_len ({self.data.min_len}) must not exceed --max_len ({self.data.max_len})"
             )
+        if self.data.long_val_size and not long_val_lengths(self.data):
+            raise ConfigError(
+                f"--long_val_max_len ({self.data.long_val_max_len}) leaves the long validation "
+                f"set no length above --max_len ({self.data.max_len}) that is not a test length; "
+                "raise it, or --long_val_size 0 for none"
+            )
         if model.name == "ntm":
             self._check_memory_holds_the_longest_episode()
         if self.data.min_repeats > self.data.max_repeats:
@@ -331,10 +359,10 @@ class TrainConfig:
             task = TASKS[data.task](**task_options(data))
         except ValueError as error:
             raise ConfigError(str(error)) from error
-        longest = max((data.max_len, *data.test_lengths))
+        longest = max((data.max_len, *data.test_lengths, *long_val_lengths(data)))
         if self.model.memory_too_small(task, longest):
             raise ConfigError(
                 f"{data.task} at length {longest} needs {task.slots_needed(longest)} memory "
                 f"rows but --memory_slots is {self.model.memory_slots}; raise --memory_slots "
-                "or shorten --max_len/--test_lengths"
+                "or shorten --max_len/--test_lengths/--long_val_max_len"
             )

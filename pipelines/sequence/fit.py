@@ -28,7 +28,7 @@ from pipelines.common.fit import fit_in_lockstep, run_as_worker, run_fit, run_lo
 from pipelines.common.placement import Placement, placement_of
 from pipelines.sequence.build import count_parameters, make_datamodule, make_module, make_task
 from pipelines.sequence.callbacks import MONITOR, SequenceCallbacks, sequence_callbacks
-from pipelines.sequence.config import TrainConfig
+from pipelines.sequence.config import TrainConfig, long_val_lengths
 from pipelines.sequence.memory_budget import check_fits_in_memory
 from pipelines.sequence.trained import describe
 from pipelines.tracking.checkpoints import AtomicCheckpointIO, load_checkpoint
@@ -153,7 +153,14 @@ def _record_start(plan: TrainPlan, run_id: str, outbox: TrackingOutbox) -> None:
     params.pop(RESOLVED_PREFIX + "resume_run_id")  # always empty on a run's first start
     outbox.log_params(params)
     outbox.log_inputs(
-        synthetic_inputs(task, config.seed, data.val_size, data.test_lengths, data.test_size)
+        synthetic_inputs(
+            task,
+            config.seed,
+            data.val_size,
+            data.test_lengths,
+            data.test_size,
+            (data.long_val_size, long_val_lengths(data)),
+        )
     )
     recorded = run_dir(run_id) / "config" / Path(CONFIG_ARTIFACT).name
     recorded.parent.mkdir(parents=True, exist_ok=True)
@@ -293,6 +300,10 @@ def score_best(module: pl.LightningModule, plan: TrainPlan) -> tuple[float, dict
         "best_val_bits_per_seq": best["bits_per_seq"],
         "best_val_bit_acc": best["bit_acc"],
     }
+    if datamodule.long_val_size:
+        long = score_batches(module.model, datamodule.long_val_batches(), device, seed=config.seed)
+        metrics["best_val_long_bits_per_seq"] = long["bits_per_seq"]
+        metrics["best_val_long_bit_acc"] = long["bit_acc"]
     for length in config.data.test_lengths:
         batches = datamodule.test_batches(length)
         scores = score_batches(module.model, batches, device, seed=config.seed)

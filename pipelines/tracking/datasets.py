@@ -40,9 +40,15 @@ def _input(dataset: MetaDataset, context: str, **tags: str) -> DatasetInput:
 
 
 def synthetic_inputs(
-    task: SyntheticTask, seed: int, val_size: int, test_lengths: tuple[int, ...], test_size: int
+    task: SyntheticTask,
+    seed: int,
+    val_size: int,
+    test_lengths: tuple[int, ...],
+    test_size: int,
+    long_val: tuple[int, tuple[int, ...]] = (0, ()),
 ) -> list[DatasetInput]:
-    """Training stream, validation set and test sets of a synthetic task."""
+    """Training stream, validation set, long validation set (``(size, lengths)``, when its
+    size is not 0) and test sets of a synthetic task."""
     spec = {"task": task.name, "seed": seed}
     spec.update({key: getattr(task, key) for key in TASK_ATTRIBUTES if hasattr(task, key)})
     schema = Schema(
@@ -56,6 +62,10 @@ def synthetic_inputs(
         ("validation", "validation", {"size": val_size}),
         ("test", "test", {"size": test_size, "lengths": list(test_lengths)}),
     ]
+    long_size, long_lengths = long_val
+    if long_size:
+        extra = {"size": long_size, "lengths": list(long_lengths)}
+        streams.insert(2, ("long_validation", "validation", extra))
     inputs = []
     for stream, context, extra in streams:
         full = {**spec, "stream": stream, **extra}

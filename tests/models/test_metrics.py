@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from datamodules.synthetic import CopyTask, make_test_set
@@ -8,6 +9,7 @@ from models.metrics import (
     masked_bce_loss,
     score_batches,
     scored_bits_per_sequence,
+    selection_score,
     wrong_bits_per_sequence,
 )
 from models.ntm import NTM, NTMConfig
@@ -70,3 +72,26 @@ def test_a_seed_makes_a_random_memory_model_score_the_same_and_keeps_the_callers
     assert score_batches(core, batches, seed=7) == first
     unseeded = [score_batches(core, batches)["loss"] for _ in range(2)]
     assert unseeded[0] != unseeded[1], "the memory really is random, so the seed matters"
+
+
+def _score(val_bits, long_bits=None, long_loss=None, n=1000, m=200):
+    t = torch.tensor
+    if long_bits is None:
+        return float(selection_score(t(val_bits), t(n)))
+    return float(selection_score(t(val_bits), t(n), t(long_bits), t(long_loss), t(m)))
+
+
+def test_selection_without_a_long_set_is_the_validation_bits_per_seq():
+    assert _score(0.25) == 0.25
+    assert _score(0.0) == _score(0.0), "equal scores: the monitor keeps the earlier"
+
+
+def test_selection_with_a_long_set_sums_both_and_breaks_ties_by_the_long_loss():
+    # the smallest step between two sums of multiples of 1/1000 and 1/200 is 1/1000
+    fewer_errors_less_sure = _score(0.0, 0.005, long_loss=5.0)
+    more_errors_sure = _score(0.001, 0.005, long_loss=1e-6)
+    assert fewer_errors_less_sure < more_errors_sure
+    assert _score(0.0, 0.0, long_loss=1e-3) < _score(0.0, 0.0, long_loss=2e-3)
+    # equal sums of bits/seq: the lower long-set loss wins
+    assert _score(0.005, 0.0, 1e-3) < _score(0.0, 0.005, 2e-3)
+    assert _score(0.01, 0.0, 1.0) == pytest.approx(0.01, abs=1 / (2 * 1000 * 200))
