@@ -59,6 +59,7 @@ def test_train_against_the_server_round_trips_params_metrics_and_artifacts(mlflo
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {
         "copy-train",
         "copy-validation",
+        "copy-long_validation",
         "copy-test",
     }
     # the REST API itself, not only the Python client
