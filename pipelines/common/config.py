@@ -301,6 +301,22 @@ def model_options(section: Any, model_name: str) -> dict[str, Any]:
     }
 
 
+def config_argv(config: Any) -> list[str]:
+    """``--option value`` for every leaf: a command line that parses back to ``config``
+    (a child process gets a parent's config exactly, recipes already filled in)."""
+    argv: list[str] = []
+    for leaf in leaves(type(config)):
+        value = _get(config, leaf.path)
+        if isinstance(value, tuple):
+            text = ",".join(map(str, value))
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        else:
+            text = "" if value is None else repr(value) if isinstance(value, float) else str(value)
+        argv += [f"--{leaf.cli}", text]
+    return argv
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready nested dict (tuples become lists)."""
     return dataclasses.asdict(config)

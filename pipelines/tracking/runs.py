@@ -42,6 +42,8 @@ from pipelines.tracking.system_metrics import SystemMetricsSampler
 from pipelines.tracking.transport import transport_for
 
 RUN_ID_ENV = "MLFLOW_RUN_ID"
+# a pipeline that runs another in a child process (a seed study) names the parent run here
+PARENT_RUN_ENV = "NTMLAB_PARENT_RUN_ID"
 PIPELINE_TAG = "ntmlab.pipeline"  # which pipeline made a run
 ERROR_TAG = "error"
 RESUMED_INTO_TAG = "ntmlab.resumed_into"
@@ -117,11 +119,17 @@ def _open(
             return inherited, run.info.experiment_id, False
         stub_params = run.data.params  # `mlflow run`'s -P values, copied to the real run
     parent = active_run() if nested else None
+    parent_id = parent.run_id if parent else os.environ.get(PARENT_RUN_ENV) or None
     # a child lives in its parent's experiment, whichever experiment `mlflow run` chose
-    experiment_id = parent.experiment_id if parent else ensure_experiment(client, experiment_name)
+    if parent_id is not None:
+        experiment_id = (
+            parent.experiment_id if parent else client.get_run(parent_id).info.experiment_id
+        )
+    else:
+        experiment_id = ensure_experiment(client, experiment_name)
     run_tags = resolve_tags(tags)
-    if parent is not None:
-        run_tags[MLFLOW_PARENT_RUN_ID] = parent.run_id
+    if parent_id is not None:
+        run_tags[MLFLOW_PARENT_RUN_ID] = parent_id
     run = client.create_run(experiment_id, tags=run_tags)
     run_id = run.info.run_id
     if inherited:

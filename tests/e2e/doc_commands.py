@@ -118,6 +118,10 @@ HOW: dict[str, Runnable | Elsewhere] = {
     ),
     f"{MLFLOW_RUN} -e train -P resume_run_id=<run id>": Runnable(needs="killed"),
     "python -m pipelines.train --resume_run_id <run id>": Runnable(needs="killed"),
+    f"{MLFLOW_RUN} -e seeds -P seeds=0-19 -P workers=2 -P train_past=true "
+    "-P max_minutes=3": Runnable({**TINY_TRAIN, "seeds": "0"}),
+    "python -m pipelines.seeds --task associative_recall --seeds 20-39 --workers 2 "
+    "--episodes 100000": Runnable({**TINY_TRAIN, "seeds": "20", "episodes": "192"}),
     f"{MLFLOW_RUN} -e evaluate -P run_ids=<run id>,<another run id>": Runnable(
         {"test_size": "20", "lengths": "5,10"}, needs="finished"
     ),

@@ -134,3 +134,47 @@ def test_resume_entry_parameter_continues_the_interrupted_run(tracking_uri, clie
     assert launcher.data.tags["ntmlab.resumed_into"] == run_id
     assert launcher.info.run_name == f"resume-of-{run_id[:8]}"
     assert launcher.info.status == "FINISHED"
+
+
+def _seeds(tracking_uri, threshold: str):
+    params = {**TINY, "seeds": "0-1", "workers": "2", "train_past": "true"}
+    return mlflow_run(tracking_uri, {**params, "threshold": threshold}, "seeds", experiment=None)
+
+
+def test_the_seeds_entry_point_scores_a_study_and_a_rerun_trains_nothing(tracking_uri, client):
+    """Two seeds on two workers, trained past any threshold: a second command with another
+    threshold rescores the same trainings (no new run), and its figures follow the curves."""
+    done = _seeds(tracking_uri, "0")
+    assert done.returncode == 0, done.stderr[-3000:]
+    experiment = client.get_experiment_by_name("seeds-copy").experiment_id
+    (parent,) = client.search_runs([experiment], "tags.`ntmlab.pipeline` = 'seeds'")
+    children = client.search_runs([experiment], "tags.`ntmlab.pipeline` = 'train'")
+    assert parent.info.status == "FINISHED" and len(children) == 2
+    assert {run.data.tags["mlflow.parentRunId"] for run in children} == {parent.info.run_id}
+    assert {run.info.status for run in children} == {"FINISHED"}
+    assert parent.data.metrics["success_rate"] == 0.0, "no tiny LSTM copies perfectly"
+
+    curves = {
+        run.data.params["resolved.seed"]: client.get_metric_history(
+            run.info.run_id, "val_bits_per_seq"
+        )
+        for run in children
+    }
+    best = sorted(min(point.value for point in curve) for curve in curves.values())
+    assert best[0] < best[1], best
+    between = (best[0] + best[1]) / 2
+    for _ in range(2):  # the second time, the study is already scored at this threshold
+        done = _seeds(tracking_uri, str(between))
+        assert done.returncode == 0, done.stderr[-3000:]
+        (again,) = client.search_runs([experiment], "tags.`ntmlab.pipeline` = 'seeds'")
+        assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
+        assert len(client.search_runs([experiment], "tags.`ntmlab.pipeline` = 'train'")) == 2
+        assert again.data.metrics["success_rate"] == 0.5
+        assert again.data.metrics["seeds_reached"] == 1
+        assert again.data.tags["ntmlab.seeds_threshold"] == str(between)
+        reached = next(c for c in curves.values() if min(p.value for p in c) <= between)
+        first = min(point.step for point in reached if point.value <= between)
+        assert again.data.metrics["median_episodes_to_threshold"] == first * 64
+    files = set(artifact_paths(client, parent.info.run_id))
+    assert {"seeds/summary.csv", "seeds/summary.md", "seeds/curves.png"} <= files
+    assert "| 0 |" in again.data.tags["mlflow.note.content"]
