@@ -419,9 +419,10 @@ def test_the_long_validation_set_decides_between_validations(client):
     steps = sorted(history["val_bits_per_seq"])
     least = min(history["val_bits_per_seq"].values())
     assert sum(history["val_bits_per_seq"][step] == least for step in steps) >= 2
+    tie_step = 1 / (2 * 50 * 50)  # tanh(loss) / (2 n m): 50 sequences in each set (--val_size)
     for step in steps:
         total = history["val_bits_per_seq"][step] + history["val_long_bits_per_seq"][step]
-        assert history["val_selection"][step] == pytest.approx(total, abs=1e-4)
+        assert 0 <= history["val_selection"][step] - total <= tie_step + 1e-6
     expected = min(
         steps,
         key=lambda step: (
