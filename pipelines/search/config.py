@@ -8,7 +8,7 @@ from pipelines.common.config import ConfigError, check_registered_name, option
 from pipelines.common.placement import PlacementConfig
 from pipelines.mnist.config import CLASSIFIERS, ClassifyConfig
 from pipelines.search.storage import default_storage
-from pipelines.sequence.config import MODEL_NAMES, SEQUENCE_TASKS, TrainConfig
+from pipelines.sequence.config import MODEL_NAMES, SEQUENCE_TASKS, TASK_THRESHOLDS, TrainConfig
 
 METRIC_DIRECTIONS = {
     "val_bits_per_seq": "minimize",
@@ -41,7 +41,11 @@ class HpoConfig:
     )
     sampler: str = option("tpe", "Optuna sampler", choices=("tpe", "random"))
     sampler_seed: int = option(0, "seed of the sampler (each trial's draws are seeded by it)")
-    pruner: str = option("median", "pruner", choices=("median", "hyperband", "none"))
+    pruner: str | None = option(
+        None,
+        "pruner (empty: median, or none with --seeds_per_trial above 1)",
+        choices=(None, "median", "hyperband", "none"),
+    )
     metric: str | None = option(
         None,
         "validation metric (empty: val_bits_per_seq, or val_acc for mnist)",
@@ -59,6 +63,20 @@ class HpoConfig:
     )
     seed: int = option(
         0, "seed of weights and data in every trial (trials differ only in their parameters)", min=0
+    )
+    seeds_per_trial: int = option(
+        1,
+        "seeds every trial trains (--seed, --seed + 1, ...); above 1 a trial's value is the "
+        "number of seeds that missed --threshold plus the median fraction of "
+        "--trial_max_steps the others took to reach it, so a search ranks reliability first, "
+        "then speed, and cannot pick a lucky seed (sequence tasks, no pruner)",
+        min=1,
+    )
+    threshold: float | None = option(
+        None,
+        "val_bits_per_seq a seed must reach with --seeds_per_trial above 1 (empty: the "
+        "task's target, copy and associative_recall 0.1, repeat_copy 0.5)",
+        min=0.0,
     )
     heartbeat_interval: int = option(
         60,
@@ -85,6 +103,10 @@ class HpoConfig:
             self.register_as = f"{self.model}-{self.task}"
         if self.storage is None:
             self.storage = default_storage()
+        if self.pruner is None:
+            self.pruner = "none" if self.seeds_per_trial > 1 else "median"
+        if self.seeds_per_trial > 1 and self.threshold is None:
+            self.threshold = TASK_THRESHOLDS.get(self.task)
 
     def check(self) -> None:
         check_registered_name(self.register_as, "--register_as")
@@ -94,6 +116,32 @@ class HpoConfig:
                 f"--model {self.model} does not train on {self.task}; choose one of: "
                 f"{', '.join(allowed)}"
             )
+        if self.seeds_per_trial == 1:
+            if self.threshold is not None:
+                raise ConfigError("--threshold scores multi-seed trials: set --seeds_per_trial")
+            return
+        needs = (
+            (self.task != MNIST, f"--task {self.task}: multi-seed trials train sequence tasks"),
+            (self.pruner == "none", f"--pruner {self.pruner}: a multi-seed trial is not pruned"),
+            (
+                (self.metric, self.direction) == ("val_bits_per_seq", "minimize"),
+                "--metric/--direction: a multi-seed trial counts seeds that bring "
+                "val_bits_per_seq down to --threshold",
+            ),
+        )
+        for holds, error in needs:
+            if not holds:
+                raise ConfigError(f"{error} (--seeds_per_trial {self.seeds_per_trial})")
+
+
+def seeded(config: HpoConfig) -> bool:
+    """Whether a trial trains several seeds and is scored on how many reach the threshold."""
+    return config.seeds_per_trial > 1
+
+
+def value_name(config: HpoConfig) -> str:
+    """What a trial's value is: the searched metric, or the multi-seed score."""
+    return "seeds_score" if seeded(config) else config.metric
 
 
 def schema_of(config: HpoConfig) -> type:

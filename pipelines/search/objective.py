@@ -16,9 +16,10 @@ from pipelines.common.config import ConfigError, configured, update
 from pipelines.common.placement import placement_options
 from pipelines.mnist.config import ClassifyConfig
 from pipelines.mnist.fit import classify
-from pipelines.search.config import MNIST, HpoConfig
+from pipelines.search.config import MNIST, HpoConfig, seeded, value_name
 from pipelines.search.heartbeat import JournalHeartbeat
 from pipelines.search.pruning import TRIAL_STATE_TAG, OptunaPruning
+from pipelines.search.seeded import run_seeds, trial_attrs
 from pipelines.search.spaces import Fixed, Space
 from pipelines.sequence.config import TrainConfig
 from pipelines.sequence.fit import train
@@ -112,11 +113,20 @@ def objective_for(
         values = {name: dist.suggest(trial, name) for name, dist in space.items()}
         trial_config = copy.deepcopy(base)
         update(trial_config, values)
-        pruning = OptunaPruning(trial, config.metric, config.direction)
         tags = {
             "optuna.study_name": config.study_name,
             "optuna.trial_number": str(trial.number),
         }
+        if seeded(config):
+            with JournalHeartbeat(storage, trial._trial_id, config.heartbeat_interval):
+                results = run_seeds(config, trial_config, tags, run_trial)
+            value, attrs = trial_attrs(results, config.trial_max_steps)
+            for name, attr in attrs.items():
+                trial.set_user_attr(name, attr)
+            session.setdefault("unregistered", []).append((trial.number, attrs["run_id"], value))
+            register_finished(config, session, parent_run_id)
+            return value
+        pruning = OptunaPruning(trial, config.metric, config.direction)
         with JournalHeartbeat(storage, trial._trial_id, config.heartbeat_interval):
             run_id, steps = run_trial(trial_config, [pruning], tags)
         trial.set_user_attr("run_id", run_id)
@@ -152,7 +162,7 @@ def _register_trial(config: HpoConfig, number: int, run_id: str, value: float, p
     client = MlflowClient(tracking_uri())
     try:
         version = register(
-            client, run_id, config.register_as, config.metric, value, config.direction, tags
+            client, run_id, config.register_as, value_name(config), value, config.direction, tags
         )
     except MlflowException as error:  # the trial itself finished; say so, keep the study going
         print(f"hpo: could not register trial {number}'s model ({error})", file=sys.stderr)

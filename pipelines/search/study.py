@@ -36,6 +36,7 @@ from pipelines.tracking.runs import tracked_run
 from pipelines.tracking.store import reachable, tracking_uri, wait_until_reachable
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+SCORING_ATTR = "ntmlab_scoring"  # how the study's trials are scored (seeds, threshold)
 WAIT_POLL_S = 2.0  # how often a worker with nothing to run looks at the others' trials
 
 
@@ -55,7 +56,26 @@ def _open_study(config: HpoConfig, storage, sampler, pruner) -> optuna.Study:
             f"study {config.study_name!r} in {redacted(config.storage)} was created to "
             f"{created_for}, not {config.direction}; pick another --study_name or --direction"
         )
+    _check_scoring(study, config)
     return study
+
+
+def _check_scoring(study: optuna.Study, config: HpoConfig) -> None:
+    """A study's trials are comparable only if every one was scored the same way: the seeds
+    per trial and their threshold are kept in the study and must match on a resume (a study
+    from before they were kept scored one seed per trial)."""
+    wanted = {"seeds_per_trial": config.seeds_per_trial, "threshold": config.threshold}
+    kept = study.user_attrs.get(SCORING_ATTR)
+    if kept is None and study.get_trials(deepcopy=False):
+        kept = {"seeds_per_trial": 1, "threshold": None}
+    if kept is None:
+        study.set_user_attr(SCORING_ATTR, wanted)
+    elif kept != wanted:
+        raise ConfigError(
+            f"study {config.study_name!r} scores trials with --seeds_per_trial "
+            f"{kept['seeds_per_trial']} and --threshold {kept['threshold']}, not "
+            f"{config.seeds_per_trial} and {config.threshold}; pick another --study_name"
+        )
 
 
 def _parent_run_id(study: optuna.Study) -> str | None:

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from optuna import Study
 from optuna.trial import TrialState
 
-from pipelines.search.config import HpoConfig
+from pipelines.search.config import HpoConfig, seeded, value_name
 from pipelines.tracking.registry import CHAMPION
 from pipelines.tracking.runs import TrackedRun
 
@@ -30,6 +30,9 @@ def log_summary(run: TrackedRun, study: Study, config: HpoConfig) -> None:
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if complete:
         metrics["best_value"] = study.best_trial.value
+        if seeded(config):
+            reached = study.best_trial.user_attrs.get("seeds_reached", 0)
+            metrics["best_success_rate"] = reached / config.seeds_per_trial
     outbox.log_metrics(metrics, step=0)
     run.report("hpo", trials_markdown(study, config))
     if not complete:
@@ -56,20 +59,30 @@ def trials_markdown(study: Study, config: HpoConfig) -> str:
     ordered = sorted(finished, key=lambda t: t.value, reverse=reverse)
     ordered += [t for t in trials if t.state != TrialState.COMPLETE]
     names = list(dict.fromkeys(name for t in trials for name in t.params))
+    value = value_name(config)
+    judged = f"{value} ({config.direction})"
+    extra = []
+    if seeded(config):
+        judged = (
+            f"{value} over {config.seeds_per_trial} seeds from {config.seed}: seeds that missed "
+            f"{config.metric} <= {config.threshold:g}, plus the median fraction of "
+            f"{config.trial_max_steps} steps the others took (lower is better)"
+        )
+        extra = ["seeds reached"]
     lines = [
         f"Study `{config.study_name}`: {len(finished)} complete of {len(trials)} trials, "
-        f"{config.metric} ({config.direction}); the best model is "
-        f"`models:/{config.register_as}@{CHAMPION}`.",
+        f"{judged}; the best model is `models:/{config.register_as}@{CHAMPION}`.",
         "",
-        "| trial | state | " + config.metric + " | " + " | ".join(names) + " |",
-        "|---|---|---|" + "---|" * len(names),
+        "| trial | state | " + " | ".join([value, *extra, *names]) + " |",
+        "|---|---|" + "---|" * (1 + len(extra) + len(names)),
     ]
     for trial in ordered:
-        value = "" if trial.value is None else f"{trial.value:.4g}"
-        cells = [_short(trial.params.get(name, "")) for name in names]
-        lines.append(
-            f"| {trial.number} | {trial.state.name} | {value} | " + " | ".join(cells) + " |"
-        )
+        cells = ["" if trial.value is None else f"{trial.value:.4g}"]
+        if extra:
+            reached = trial.user_attrs.get("seeds_reached")
+            cells.append("" if reached is None else f"{reached}/{config.seeds_per_trial}")
+        cells += [_short(trial.params.get(name, "")) for name in names]
+        lines.append(f"| {trial.number} | {trial.state.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -22,7 +22,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from pipelines.common.config import ConfigError, config_argv, flatten_params, option, to_dict
 from pipelines.common.interrupts import interrupt_guard
 from pipelines.sequence.build import make_task
-from pipelines.sequence.config import TrainConfig
+from pipelines.sequence.config import TASK_THRESHOLDS, TrainConfig
 from pipelines.studies.seed_summary import (
     SUMMARY_CSV,
     SUMMARY_FIGURE,
@@ -36,8 +36,6 @@ from pipelines.studies.seed_summary import (
 from pipelines.tracking.runs import PARENT_RUN_ENV, RUN_ID_ENV, tracked_run
 from pipelines.tracking.store import DEFAULT_EXPERIMENT_ID, tracking_uri
 
-# bits/seq a seed must reach: the targets of Graves et al.'s figures, as the results page uses
-TASK_THRESHOLDS = {"copy": 0.1, "associative_recall": 0.1, "repeat_copy": 0.5}
 STUDY_TAG = "ntmlab.seeds_study"  # the parent's identity: a hash of what decides the trainings
 # params never change, so the threshold the latest scoring used (a re-run may rescore at
 # another) is a tag
