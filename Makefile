@@ -30,8 +30,13 @@ run: venv
 # Two workers: much of the suite waits on subprocesses and servers, so two share two cores well.
 # Each test's budget is in steps, not seconds, so a slower worker changes no result.
 TEST_WORKERS ?= 2
+# One intra-op thread per worker (and per process a test starts): two workers of torch's
+# default two threads each, plus their subprocesses', oversubscribe two cores and make a
+# training test several times slower than it is alone.
+TEST_THREADS ?= 1
 test: venv
-	python -m pytest -m "slow or not slow" -n $(TEST_WORKERS) --dist worksteal --durations=30
+	OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) \
+	  python -m pytest -m "slow or not slow" -n $(TEST_WORKERS) --dist worksteal --durations=30
 
 test-fast: venv
 	python -m pytest
