@@ -15,14 +15,14 @@ from optuna.trial import TrialState
 from pipelines.common.config import ConfigError, configured, update
 from pipelines.common.placement import placement_options
 from pipelines.mnist.config import ClassifyConfig
-from pipelines.mnist.fit import classify
+from pipelines.mnist.fit import ClassifyResult, classify
 from pipelines.search.config import MNIST, HpoConfig, seeded, value_name
 from pipelines.search.heartbeat import JournalHeartbeat
 from pipelines.search.pruning import TRIAL_STATE_TAG, OptunaPruning
 from pipelines.search.seeded import run_seeds, trial_attrs
 from pipelines.search.spaces import Fixed, Space
 from pipelines.sequence.config import TrainConfig
-from pipelines.sequence.fit import train
+from pipelines.sequence.fit import TrainResult, train
 from pipelines.tracking.registry import CHAMPION, register
 from pipelines.tracking.runs import TrackedRun
 from pipelines.tracking.store import reachable, tracking_uri
@@ -60,19 +60,15 @@ def first_validation_step(base) -> int:
     return base.data.batches_per_epoch
 
 
-def run_trial(trial_config, callbacks, tags) -> tuple[str, int]:
-    """Run one trial through its pipeline as a nested run; ``(run id, steps trained)``. All
-    of its tracking goes through the run's outbox, its FAIL tag included."""
+def run_trial(trial_config, callbacks, tags) -> TrainResult | ClassifyResult:
+    """Run one trial through its pipeline as a nested run; its result (run id, steps trained,
+    metrics). All of its tracking goes through the run's outbox, its FAIL tag included."""
     failed = {TRIAL_STATE_TAG: "FAIL"}
     if isinstance(trial_config, ClassifyConfig):
-        result = classify(
+        return classify(
             trial_config, tags=tags, nested=True, callbacks=callbacks, failure_tags=failed
         )
-    else:
-        result = train(
-            trial_config, callbacks=callbacks, nested=True, tags=tags, failure_tags=failed
-        )
-    return result.run_id, result.steps
+    return train(trial_config, callbacks=callbacks, nested=True, tags=tags, failure_tags=failed)
 
 
 def check_space(base, space: Space) -> None:
@@ -128,9 +124,10 @@ def objective_for(
             return value
         pruning = OptunaPruning(trial, config.metric, config.direction)
         with JournalHeartbeat(storage, trial._trial_id, config.heartbeat_interval):
-            run_id, steps = run_trial(trial_config, [pruning], tags)
+            result = run_trial(trial_config, [pruning], tags)
+        run_id = result.run_id
         trial.set_user_attr("run_id", run_id)
-        trial.set_user_attr("steps", steps)
+        trial.set_user_attr("steps", result.steps)
         if pruning.pruned_at is not None:
             raise optuna.TrialPruned(f"pruned at step {pruning.pruned_at}")
         if pruning.best is None:

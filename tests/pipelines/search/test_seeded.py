@@ -1,12 +1,12 @@
-"""Multi-seed trials: the score, the threshold watch, and tiny studies of two seeds a trial."""
+"""Multi-seed trials: the score, the trial-state tag, and tiny studies of two seeds a trial."""
 
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from pipelines.hpo import main
-from pipelines.search.seeded import REACHED_TAG, SEED_TAG, ThresholdWatch, seeds_score
+from pipelines.search.pruning import TagTrialState
+from pipelines.search.seeded import SEED_TAG, seeds_score
 from tests.pipelines.search.studies import hpo_args, load_study, study_runs
 
 
@@ -20,21 +20,12 @@ def test_the_score_ranks_seeds_reached_first_then_the_median_budget_fraction():
     assert seeds_score([10, 20, 90], 100) == pytest.approx(0.2)
 
 
-def _validate(watch: ThresholdWatch, value: float, step: int, sanity: bool = False) -> None:
-    trainer = SimpleNamespace(
-        sanity_checking=sanity, global_step=step, callback_metrics={"m": torch.tensor(value)}
-    )
-    watch.on_validation_end(trainer, None)
-
-
-def test_the_watch_keeps_the_first_step_at_the_threshold_and_the_best_value():
-    watch = ThresholdWatch("m", 0.1)
-    _validate(watch, 0.0, 0, sanity=True)  # the sanity check is no validation
-    assert watch.best is None and watch.reached_at is None
-    for value, step in ((0.5, 10), (0.08, 20), (0.3, 30), (0.05, 40)):
-        _validate(watch, value, step)
-    assert watch.reached_at == 20
-    assert watch.best == pytest.approx(0.05)
+def test_a_seed_run_is_complete_once_it_validated_and_the_sanity_check_does_not_count():
+    state = TagTrialState()
+    state.on_validation_end(SimpleNamespace(sanity_checking=True), None)
+    assert state.state == "FAIL"
+    state.on_validation_end(SimpleNamespace(sanity_checking=False), None)
+    assert state.state == "COMPLETE"
 
 
 def test_a_two_seed_trial_is_two_runs_scored_on_the_threshold_and_resumes_only_alike(
@@ -51,7 +42,8 @@ def test_a_two_seed_trial_is_two_runs_scored_on_the_threshold_and_resumes_only_a
     assert sorted(run.data.tags[SEED_TAG] for run in runs) == ["3", "4"]
     for run in runs:
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert run.data.tags[REACHED_TAG] == "10"
+        assert run.data.tags["optuna.trial_state"] == "COMPLETE"
+        assert run.data.metrics["steps_to_stop_at"] == 10  # where --stop_at saw the threshold
         assert run.data.params["resolved.seed"] == run.data.tags[SEED_TAG]
         assert float(run.data.params["trainer.stop_at"]) == 1e6  # each stopped at the threshold
     assert set(trial.user_attrs["seed_run_ids"]) == {run.info.run_id for run in runs}
