@@ -36,6 +36,7 @@ class SeedRow:
     seconds: float | None = None  # wall clock from the run's start to that validation
     final_bits: float | None = None  # the last validation's bits/seq
     bit_acc: dict[str, float] = field(default_factory=dict)  # test label -> the model's score
+    best_step: int | None = None  # the step of the checkpoint the run logged as its model
 
 
 def _curve(client: MlflowClient, run_id: str) -> list[tuple[int, float, int]]:
@@ -61,6 +62,8 @@ def seed_row(
     row.bit_acc = {
         label: metrics[f"bit_acc_{label}"] for label in labels if f"bit_acc_{label}" in metrics
     }
+    if "best_step" in metrics:
+        row.best_step = int(metrics["best_step"])
     batch = int(run.data.params["data.batch_size"])  # every train run logs it, resolved
     for step, value, timestamp in curve:
         if value <= threshold:
@@ -94,15 +97,16 @@ def _cells(row: SeedRow, labels: Sequence[str]) -> list[str]:
     episodes = f"{row.episodes:,}" if row.episodes is not None else ""
     seconds = f"{row.seconds:.0f}" if row.seconds is not None else ""
     final = f"{row.final_bits:.3f}" if row.final_bits is not None else ""
+    best = str(row.best_step) if row.best_step is not None else ""
     accuracy = [
         f"{100 * row.bit_acc[label]:.2f}" if label in row.bit_acc else "" for label in labels
     ]
     reached = "yes" if row.reached else "no"
-    return [str(row.seed), row.status, reached, episodes, seconds, final, *accuracy]
+    return [str(row.seed), row.status, reached, episodes, seconds, final, best, *accuracy]
 
 
 def _header(labels: Sequence[str]) -> list[str]:
-    columns = ["seed", "status", "reached", "episodes", "seconds", "final bits/seq"]
+    columns = ["seed", "status", "reached", "episodes", "seconds", "final bits/seq", "model step"]
     return columns + [f"bit acc {label} %" for label in labels]
 
 

@@ -11,7 +11,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipelines.common.config import ConfigError, config_argv, parse_config
 from pipelines.sequence.config import TrainConfig
-from pipelines.studies.seed_summary import SeedRow, summary_metrics
+from pipelines.studies.seed_summary import SeedRow, summary_markdown, summary_metrics
 from pipelines.studies.seeds import SeedsConfig, parse_seeds, run_commands, study_key
 from pipelines.tracking.runs import PIPELINE_TAG
 from tests.conftest import TINY_LSTM_ARGS, CommandWatcher, subprocess_env
@@ -68,6 +68,14 @@ def test_only_seeds_that_reached_count_toward_the_episodes():
     assert metrics["p90_episodes_to_threshold"] == pytest.approx(6400 + 0.9 * 6400)
     assert metrics["median_seconds_to_threshold"] == 20.0
     assert metrics["median_bit_acc_L5"] == 0.9 and metrics["min_bit_acc_L5"] == 0.5
+
+
+def test_the_table_names_the_step_of_each_seeds_logged_model():
+    """A checkpoint-selection study reads which validation each seed's model came from."""
+    rows = [SeedRow(0, "a", "FINISHED", True, 6400, 10.0, 0.0, {"L5": 1.0}, best_step=1400)]
+    header, _, row = summary_markdown(rows, ["L5"], 0.1).splitlines()[2:5]
+    cells = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | "), strict=True))
+    assert cells["model step"] == "1400" and cells["bit acc L5 %"] == "100.00"
 
 
 def _children(client, parent_id):
@@ -136,6 +144,10 @@ def test_a_killed_study_resumes_to_the_table_of_an_uninterrupted_one(client, tra
         return [line.split(",", 1)[1] for line in lines]  # the run ids differ
 
     assert rows(parent) == rows(_study(client, "ref"))
+    steps = {int(run.data.metrics["best_step"]) for run in children}
+    header, *lines = Path(_table(client, parent)).read_text().splitlines()
+    column = header.split(",").index("model step")
+    assert {int(line.split(",")[column]) for line in lines} == steps
 
 
 def test_a_seed_that_crashes_does_not_stop_the_others(tmp_path):
