@@ -207,15 +207,6 @@ HOW: dict[str, Runnable | Elsewhere] = {
     ),
     "export MLFLOW_FLASK_SERVER_SECRET_KEY=<a long random string>": Elsewhere("team setup"),
     "export MLFLOW_AUTH_CONFIG_PATH=/etc/mlflow/basic_auth.ini": Elsewhere("team setup"),
-    "python -m benchmarks.ntm_copy --seeds 0 1 2 --max_minutes 7": Runnable(
-        {"max_minutes": "0.02"}, tail=("--seeds", "0", "--", *BENCH_TRAIN), saves="ntm_copy_0.1"
-    ),
-    "python -m benchmarks.ntm_tasks --task associative_recall --threshold 0.1 "
-    "--episodes 100000": Runnable(
-        {"episodes": "64", "max_minutes": "0.1"},
-        tail=("--", *BENCH_TRAIN),
-        saves="ntm_associative_recall_seeds0",
-    ),
     # the seeds' convergence runs are skipped (an empty --seeds): the compile is what is slow
     "python -m benchmarks.ntm_compile --minutes 1.5 --seeds 0 1 2": Runnable(
         {"minutes": "0.02"},
