@@ -217,6 +217,17 @@ HOW: dict[str, Runnable | Elsewhere] = {
     "python -m benchmarks.ntm_iteration --variants eager compiled --iterations 150": Runnable(
         {"iterations": "2", "warmup": "1"}, saves="ntm_iteration", env=NO_COMPILE
     ),
+    "python -m benchmarks.roofline --seconds 2 --iterations 100": Runnable(
+        {
+            "seconds": "0.01",
+            "iterations": "2",
+            "warmup": "1",
+            "cost_batches": "1",
+            "dram_bytes": "3000000",
+        },
+        saves="roofline",
+        env=NO_COMPILE,
+    ),
     "python -m benchmarks.ddp_throughput --throughput_minutes 1 --max_minutes 3 "
     "--threshold 0.1": Runnable(
         {"throughput_minutes": "0.02", "max_minutes": "0.05"},
