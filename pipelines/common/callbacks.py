@@ -91,6 +91,39 @@ class FirstStepTimer(pl.Callback):
             self.seconds = time.perf_counter() - self._started
 
 
+class FitClock(pl.Callback):
+    """Where this session's fit time goes: seconds inside training batches (forward, backward,
+    optimizer) and inside validation loops (the sets' forward passes and their metrics, before
+    the checkpoints and figures that follow a validation). The rest of ``train_time_s`` is
+    Lightning's loop, checkpoints, figures and logging, which the pipeline times apart."""
+
+    def __init__(self) -> None:
+        self.step_seconds = 0.0
+        self.validation_seconds = 0.0
+        self._started: float | None = None
+
+    def _start(self) -> None:
+        self._started = time.perf_counter()
+
+    def _stop(self) -> float:
+        if self._started is None:
+            return 0.0
+        elapsed, self._started = time.perf_counter() - self._started, None
+        return elapsed
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self._start()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.step_seconds += self._stop()
+
+    def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._start()
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.validation_seconds += self._stop()
+
+
 class LastCheckpoint(Checkpoint):
     """``last.ckpt`` at every validation and at the end of training, whatever the monitor did.
 

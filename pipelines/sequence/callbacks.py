@@ -14,6 +14,7 @@ from pipelines.common.callbacks import (
     AlignLoggingStepOnResume,
     BestCheckpoint,
     FirstStepTimer,
+    FitClock,
     LastCheckpoint,
     RecordInCheckpoint,
     StopAtThreshold,
@@ -49,6 +50,7 @@ class SequenceCallbacks:
     checkpoint: BestCheckpoint
     last: LastCheckpoint
     first_step: FirstStepTimer
+    clock: FitClock
     figures: SequenceFigureLogger | None  # rank 0 alone draws and logs figures
     stopper: StopAtThreshold | None
     setbacks: RecoverFromSetbacks | None
@@ -56,7 +58,14 @@ class SequenceCallbacks:
 
     def all(self) -> list[pl.Callback]:
         # Lightning runs the checkpoints last, in this order: best, then last
-        ordered = [self.first_step, self.checkpoint, self.last, self.figures, *self.others]
+        ordered = [
+            self.clock,
+            self.first_step,
+            self.checkpoint,
+            self.last,
+            self.figures,
+            *self.others,
+        ]
         ordered += [self.stopper, self.setbacks]
         return [callback for callback in ordered if callback is not None]
 
@@ -98,7 +107,7 @@ def sequence_callbacks(
     ]
     last = LastCheckpoint(checkpoints / LAST)
     callbacks = SequenceCallbacks(
-        checkpoint, last, FirstStepTimer(), figures, stopper, setbacks, others
+        checkpoint, last, FirstStepTimer(), FitClock(), figures, stopper, setbacks, others
     )
     if datamodule.curriculum is not None:
         callbacks.others.append(LogCurriculum(datamodule.train_upper))

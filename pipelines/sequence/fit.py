@@ -212,12 +212,13 @@ def _fit(
     if outbox is not None:
         mirror = lambda path: outbox.log_artifact(path, CHECKPOINT_ARTIFACT_DIR)  # noqa: E731
     spec = worker_spec(WORKER_ENTRY, to_dict(config), run_id, plan.checkpoint)
+    checkpoint_io = AtomicCheckpointIO(mirror)
     fitted = fit_in_lockstep(
         module,
         plan.datamodule,
         plan.placement,
         spec,
-        trainer_args(config, run_dir(run_id), AtomicCheckpointIO(mirror)),
+        trainer_args(config, run_dir(run_id), checkpoint_io),
         callbacks.all(),
         logger=run_logger(run_id, outbox),
         ckpt_path=plan.checkpoint,
@@ -228,6 +229,7 @@ def _fit(
     if outbox is None:
         return TrainResult(run_id, float("nan"), trainer.global_step, seconds, primary=False)
     metrics = training_metrics(config, trainer, callbacks, seconds, outbox)
+    metrics["checkpoint_time_s"] = checkpoint_io.seconds
     best_step = _restore_best(module, callbacks.checkpoint.best_model_path)
     best, scores = score_best(module, plan)
     metrics.update(scores)
@@ -263,6 +265,9 @@ def training_metrics(
     figures, setbacks, stopper = callbacks.figures, callbacks.setbacks, callbacks.stopper
     metrics = {
         "logging_time_s": outbox.seconds_spent + figures.draw_seconds,  # this session's fit
+        # where the rest of this session's fit went (docs/training.md, "Where the time goes")
+        "train_steps_time_s": callbacks.clock.step_seconds,
+        "validation_time_s": callbacks.clock.validation_seconds,
         "train_time_s": seconds,
         "sequences_seen": float(sequences),
         "train_seq_per_s": sequences / max(seconds, 1e-9),

@@ -50,6 +50,12 @@ def test_train_logs_a_complete_finished_run(client):
     )
     val_steps = [m.step for m in client.get_metric_history(result.run_id, "val_bits_per_seq")]
     assert len(val_steps) == 2 and val_steps == sorted(val_steps)
+    # where the fit's time went: disjoint parts inside its wall clock, and the logging calls
+    # (some made inside a validation, which logs its metrics)
+    parts = ("train_steps_time_s", "validation_time_s", "checkpoint_time_s")
+    assert all(metrics[part] > 0 for part in [*parts, "logging_time_s"]), metrics
+    assert sum(metrics[part] for part in parts) <= metrics["train_time_s"]
+    assert metrics["logging_time_s"] <= metrics["train_time_s"]
     assert len(client.get_metric_history(result.run_id, "train_loss")) >= 4
     files = artifact_paths(client, result.run_id)
     assert {
