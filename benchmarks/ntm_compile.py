@@ -7,7 +7,11 @@
    it, as a user waits for it), side by side, ``train_seq_per_s`` as the runs log it: the
    compiled run first with an empty Inductor cache (cold), then again in a new process that
    finds it (warm). The convergence runs below use the warm cache.
-2. Convergence: for each seed, compiled training until val_bits_per_seq <= ``--threshold``
+2. Pipeline against bare loop: the same eager and compiled steps in the bare loop of
+   ``benchmarks.ntm_iteration`` (``--bare_iterations``, a fresh process each, the warm cache),
+   and each pipeline run's share of it, with where the pipeline's time went (the runs'
+   ``train_steps_time_s``, ``validation_time_s``, ``checkpoint_time_s``, ``logging_time_s``).
+3. Convergence: for each seed, compiled training until val_bits_per_seq <= ``--threshold``
    (0.1), wall-clock to it including the compile.
 Extra arguments after ``--`` go to every training run (MLflow experiment ``benchmarks``).
 """
@@ -15,6 +19,7 @@ Extra arguments after ``--`` go to every training run (MLflow experiment ``bench
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -50,6 +55,33 @@ def _run(argv: list[str], cache_dir: str) -> dict:
     return {"run_id": run.info.run_id, **run.data.metrics}
 
 
+TIME_PARTS = ("train_steps_time_s", "validation_time_s", "checkpoint_time_s", "logging_time_s")
+
+
+def _bare(variant: str, iterations: int, cache_dir: str) -> dict:
+    """``benchmarks.ntm_iteration``'s bare loop of ``variant`` in a fresh process."""
+    command = [sys.executable, "-m", "benchmarks.ntm_iteration", "--child", variant]
+    command += ["--iterations", str(iterations)]
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache_dir}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _against_bare(name: str, run: dict, bare: dict) -> dict:
+    """The pipeline run's seq/s as a share of the bare loop's, and its time split."""
+    share = run["train_seq_per_s"] / bare["seq_per_s"]
+    split = {part: run[part] / run["train_time_s"] for part in TIME_PARTS if part in run}
+    rest = 1 - sum(value for part, value in split.items() if part != "logging_time_s")
+    print(
+        f"{name}: pipeline {run['train_seq_per_s']:.0f} seq/s = {100 * share:.0f} % of the bare "
+        f"loop's {bare['seq_per_s']:.0f}; of the fit's time "
+        + ", ".join(f"{part.removesuffix('_time_s')} {100 * v:.1f} %" for part, v in split.items())
+        + f", the rest (Lightning's loop, figures) {100 * rest:.1f} %",
+        flush=True,
+    )
+    return {"share_of_bare": share, "bare": bare, "split": split}
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -59,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
     parser.add_argument("--threshold", type=float, default=0.1)
     parser.add_argument("--max_minutes", type=float, default=3.0, help="convergence budget")
+    parser.add_argument("--bare_iterations", type=int, default=150, help="0: no bare loop")
     args = parser.parse_args(argv)
 
     base = ["--model", "ntm", "--max_steps", "1000000", "--test_lengths", "20", *extra]
@@ -76,6 +109,12 @@ def main(argv: list[str] | None = None) -> None:
         f"eager {eager['first_step_s']:.2f} s",
         flush=True,
     )
+
+    against_bare = {}
+    if args.bare_iterations:
+        for name, run, variant in (("eager", eager, "eager"), ("warm", warm, "compiled")):
+            bare = _bare(variant, args.bare_iterations, cache)
+            against_bare[name] = _against_bare(name, run, bare)
 
     seeds = []
     for seed in args.seeds:
@@ -124,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             "cold": cold,
             "warm": warm,
             "ratio_cold": ratio,
+            "against_bare": against_bare,
             "seeds": seeds,
             "median_s": median,
         },
