@@ -265,7 +265,7 @@ def training_metrics(
     figures, setbacks, stopper = callbacks.figures, callbacks.setbacks, callbacks.stopper
     metrics = {
         "logging_time_s": outbox.seconds_spent + figures.draw_seconds,  # this session's fit
-        # where the rest of this session's fit went (docs/training.md, "Where the time goes")
+        # where the rest of this session's fit went (docs/tracking.md lists the parts)
         "train_steps_time_s": callbacks.clock.step_seconds,
         "validation_time_s": callbacks.clock.validation_seconds,
         "train_time_s": seconds,
