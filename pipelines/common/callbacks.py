@@ -74,32 +74,19 @@ class AgreeOnStop(pl.Callback):
             )
 
 
-class FirstStepTimer(pl.Callback):
-    """Seconds of this session's first training batch: with ``--compile`` it holds the
-    compile, the cost a user waits for before the fused step runs."""
-
-    def __init__(self) -> None:
-        self.seconds: float | None = None
-        self._started: float | None = None
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        if self.seconds is None and self._started is None:
-            self._started = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if self.seconds is None and self._started is not None:
-            self.seconds = time.perf_counter() - self._started
-
-
 class FitClock(pl.Callback):
     """Where this session's fit time goes: seconds inside training batches (forward, backward,
     optimizer) and inside validation loops (the sets' forward passes and their metrics, before
     the checkpoints and figures that follow a validation). The rest of ``train_time_s`` is
-    Lightning's loop, checkpoints, figures and logging, which the pipeline times apart."""
+    Lightning's loop, checkpoints, figures and logging, which the pipeline times apart.
+
+    ``first_step_seconds`` is the session's first training batch: with ``--compile`` it holds
+    the compile, the cost a user waits for before the fused step runs."""
 
     def __init__(self) -> None:
         self.step_seconds = 0.0
         self.validation_seconds = 0.0
+        self.first_step_seconds: float | None = None
         self._started: float | None = None
 
     def _start(self) -> None:
@@ -115,7 +102,10 @@ class FitClock(pl.Callback):
         self._start()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        self.step_seconds += self._stop()
+        elapsed = self._stop()
+        self.step_seconds += elapsed
+        if self.first_step_seconds is None:
+            self.first_step_seconds = elapsed
 
     def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._start()

@@ -13,7 +13,6 @@ from datamodules.synthetic import SyntheticDataModule, SyntheticTask
 from pipelines.common.callbacks import (
     AlignLoggingStepOnResume,
     BestCheckpoint,
-    FirstStepTimer,
     FitClock,
     LastCheckpoint,
     RecordInCheckpoint,
@@ -49,7 +48,6 @@ class SequenceCallbacks:
 
     checkpoint: BestCheckpoint
     last: LastCheckpoint
-    first_step: FirstStepTimer
     clock: FitClock
     figures: SequenceFigureLogger | None  # rank 0 alone draws and logs figures
     stopper: StopAtThreshold | None
@@ -60,7 +58,6 @@ class SequenceCallbacks:
         # Lightning runs the checkpoints last, in this order: best, then last
         ordered = [
             self.clock,
-            self.first_step,
             self.checkpoint,
             self.last,
             self.figures,
@@ -106,9 +103,7 @@ def sequence_callbacks(
         *extra,
     ]
     last = LastCheckpoint(checkpoints / LAST)
-    callbacks = SequenceCallbacks(
-        checkpoint, last, FirstStepTimer(), FitClock(), figures, stopper, setbacks, others
-    )
+    callbacks = SequenceCallbacks(checkpoint, last, FitClock(), figures, stopper, setbacks, others)
     if datamodule.curriculum is not None:
         callbacks.others.append(LogCurriculum(datamodule.train_upper))
     return callbacks

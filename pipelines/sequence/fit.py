@@ -274,8 +274,8 @@ def training_metrics(
         "restarts": float(setbacks.restarts if setbacks is not None else 0),
         "rollbacks": float(setbacks.rollbacks if setbacks is not None else 0),
     }
-    if callbacks.first_step.seconds is not None:  # the compile, with --compile
-        metrics["first_step_s"] = callbacks.first_step.seconds
+    if callbacks.clock.first_step_seconds is not None:  # the compile, with --compile
+        metrics["first_step_s"] = callbacks.clock.first_step_seconds
     if stopper is not None:
         metrics["reached_stop_at"] = float(stopper.reached_at is not None)
         if stopper.reached_at is not None:

@@ -56,6 +56,7 @@ def test_train_logs_a_complete_finished_run(client):
     assert all(metrics[part] > 0 for part in [*parts, "logging_time_s"]), metrics
     assert sum(metrics[part] for part in parts) <= metrics["train_time_s"]
     assert metrics["logging_time_s"] <= metrics["train_time_s"]
+    assert 0 < metrics["first_step_s"] <= metrics["train_steps_time_s"]
     assert len(client.get_metric_history(result.run_id, "train_loss")) >= 4
     files = artifact_paths(client, result.run_id)
     assert {
