@@ -19,7 +19,6 @@ Extra arguments after ``--`` go to every training run (MLflow experiment ``bench
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ import tempfile
 from mlflow.tracking import MlflowClient
 
 from benchmarks.common import machine, save
+from benchmarks.ntm_iteration import run_child
 from pipelines.tracking.store import tracking_uri
 
 
@@ -56,15 +56,6 @@ def _run(argv: list[str], cache_dir: str) -> dict:
 
 
 TIME_PARTS = ("train_steps_time_s", "validation_time_s", "checkpoint_time_s", "logging_time_s")
-
-
-def _bare(variant: str, iterations: int, cache_dir: str) -> dict:
-    """``benchmarks.ntm_iteration``'s bare loop of ``variant`` in a fresh process."""
-    command = [sys.executable, "-m", "benchmarks.ntm_iteration", "--child", variant]
-    command += ["--iterations", str(iterations)]
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache_dir}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _against_bare(name: str, run: dict, bare: dict) -> dict:
@@ -112,8 +103,9 @@ def main(argv: list[str] | None = None) -> None:
 
     against_bare = {}
     if args.bare_iterations:
+        env = {"TORCHINDUCTOR_CACHE_DIR": cache}
         for name, run, variant in (("eager", eager, "eager"), ("warm", warm, "compiled")):
-            bare = _bare(variant, args.bare_iterations, cache)
+            bare = run_child(variant, args.bare_iterations, env=env)
             against_bare[name] = _against_bare(name, run, bare)
 
     seeds = []

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,7 @@ VARIANTS = (
     "compiled-optimizer",
     "compiled-autotune",
 )
+WARMUP = 20  # iterations before the timing starts: they hold the compile
 PARTS = ("data", "forward", "loss", "backward", "clip", "optimizer")
 
 
@@ -116,11 +118,26 @@ def measure(variant: str, iterations: int, warmup: int, seed: int) -> dict:
     }
 
 
+def run_child(
+    variant: str,
+    iterations: int,
+    warmup: int = WARMUP,
+    seed: int = 0,
+    env: dict[str, str] | None = None,
+) -> dict:
+    """:func:`measure` of ``variant`` in a fresh process (its own compile and thread count)."""
+    command = [sys.executable, "-m", "benchmarks.ntm_iteration", "--child", variant]
+    command += ["--iterations", str(iterations), "--warmup", str(warmup), "--seed", str(seed)]
+    environment = None if env is None else {**os.environ, **env}
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--iterations", type=int, default=150)
-    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=WARMUP)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -130,21 +147,7 @@ def main(argv: list[str] | None = None) -> None:
 
     results = []
     for variant in args.variants:
-        command = [
-            sys.executable,
-            "-m",
-            "benchmarks.ntm_iteration",
-            "--child",
-            variant,
-            "--iterations",
-            str(args.iterations),
-            "--warmup",
-            str(args.warmup),
-            "--seed",
-            str(args.seed),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        results.append(run_child(variant, args.iterations, args.warmup, args.seed))
         print(f"{variant}: {results[-1]['seq_per_s']:.0f} seq/s", flush=True)
     eager = next((r["seq_per_s"] for r in results if r["variant"] == "eager"), None)
     print(f"machine: {machine()}")

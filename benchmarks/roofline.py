@@ -24,8 +24,6 @@ FLOP/s, and the fraction of the ceiling that binds at the step's arithmetic inte
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import time
 
@@ -35,6 +33,7 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from benchmarks.common import machine, save
+from benchmarks.ntm_iteration import run_child
 
 FLOAT_BYTES = 4
 
@@ -142,14 +141,6 @@ def stream_bandwidth(working_set: int, seconds: float) -> float:
     return 3 * elements * FLOAT_BYTES * repeats / elapsed
 
 
-def time_step(variant: str, iterations: int, warmup: int, seed: int) -> dict:
-    """The bare loop of ``benchmarks.ntm_iteration``, in a fresh process as it runs it."""
-    command = [sys.executable, "-m", "benchmarks.ntm_iteration", "--child", variant]
-    command += ["--iterations", str(iterations), "--warmup", str(warmup), "--seed", str(seed)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def place(seq_per_s: float, cost: dict[str, float], ceilings: dict[str, float]) -> dict:
     """Achieved rates, and the share of the ceiling that binds at each bound on the traffic."""
     work = cost["matmul_flops"] + cost["element_ops"]
@@ -186,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         working_set = getattr(args, f"{level}_bytes")
         ceilings[f"{level}_bytes_per_s"] = stream_bandwidth(working_set, args.seconds)
     cost = step_cost(args.cost_batches, args.seed)
-    steps = [time_step(v, args.iterations, args.warmup, args.seed) for v in args.variants]
+    steps = [run_child(v, args.iterations, args.warmup, args.seed) for v in args.variants]
     placed = {s["variant"]: place(s["seq_per_s"], cost, ceilings) for s in steps}
 
     work = cost["matmul_flops"] + cost["element_ops"]
