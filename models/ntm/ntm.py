@@ -85,15 +85,24 @@ def _contiguous(state: NTMState) -> NTMState:
     controller = state.controller
     if isinstance(controller, tuple):
         controller = tuple(  # fresh tensors: the zero state's h and c are one tensor
-            part.contiguous() if part.requires_grad else part.clone().requires_grad_()
-            for part in controller
+            part if part.requires_grad else part.requires_grad_()
+            for part in map(_standard_strides, controller)
         )
     return NTMState(
-        state.memory.contiguous(),
-        state.log_weights.contiguous(),
-        state.reads.contiguous(),
+        _standard_strides(state.memory),
+        _standard_strides(state.log_weights),
+        _standard_strides(state.reads),
         controller,
     )
+
+
+def _standard_strides(tensor: torch.Tensor) -> torch.Tensor:
+    """A row-major copy whose strides depend on its shape alone. ``contiguous()`` keeps a
+    tensor that is already contiguous as it is, and a size-1 dimension (a batch of one) counts
+    as contiguous whatever its stride, so it kept a stride the compiled step's guards see:
+    ``[1, T, I]`` inputs gave every sequence length a graph of its own, and past Dynamo's
+    recompile limit the step ran eager without a word."""
+    return tensor.clone(memory_format=torch.contiguous_format)
 
 
 class NTM(FusedStep, nn.Module):
@@ -185,7 +194,7 @@ class NTM(FusedStep, nn.Module):
         # tensor, which makes a long sequence quadratic (measured on the BN-LSTM)
         # time-major and contiguous: every step's input then has the same strides whatever
         # the length, so a compiled step is not recompiled for each new sequence length
-        for step_inputs in inputs.transpose(0, 1).contiguous().unbind(dim=0):
+        for step_inputs in _standard_strides(inputs.transpose(0, 1)).unbind(dim=0):
             output_features, state = step(step_inputs, state)
             features.append(output_features)
             if return_trace:

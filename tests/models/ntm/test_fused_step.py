@@ -59,6 +59,22 @@ def test_fused_step_matches_the_eager_step(controller, reads, writes, shift):
     assert counters["stats"]["unique_graphs"] == graphs, "no recompile for another length"
 
 
+def test_a_batch_of_one_sequence_compiles_one_graph_for_every_length():
+    """A ``[1, T, I]`` batch is contiguous whatever its size-1 dimension's stride, so its time
+    steps' strides followed T: without fresh row-major copies every length compiled a graph
+    of its own (Graves et al. train on one sequence at a time)."""
+    torch.manual_seed(0)
+    config = NTMConfig(input_size=5, output_size=4, memory_slots=8, memory_width=6)
+    fused = NTM(config)
+    eager = copy.deepcopy(fused)
+    fused.fuse_step()
+    graphs = counters["stats"]["unique_graphs"]
+    for length in (3, 5, 8):
+        inputs = torch.rand(1, length, 5)
+        assert torch.allclose(fused(inputs), eager(inputs), atol=1e-5, rtol=0)
+    assert counters["stats"]["unique_graphs"] == graphs + 1, "one graph for every length"
+
+
 def test_a_fused_ntm_pickles_and_copies_as_the_eager_module():
     config = NTMConfig(input_size=5, output_size=4, memory_slots=8, memory_width=6)
     model = NTM(config)
