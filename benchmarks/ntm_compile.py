@@ -9,7 +9,8 @@
    finds it (warm). The convergence runs below use the warm cache.
 2. Pipeline against bare loop: the same eager and compiled steps in the bare loop of
    ``benchmarks.ntm_iteration`` (``--bare_iterations``, a fresh process each, the warm cache),
-   and each pipeline run's share of it, with where the pipeline's time went (the runs'
+   run right before and right after each pipeline run, and the pipeline's share of their mean
+   (whole fit, and its training batches alone), with where the pipeline's time went (the runs'
    ``train_steps_time_s``, ``validation_time_s``, ``checkpoint_time_s``, ``logging_time_s``).
 3. Convergence: for each seed, compiled training until val_bits_per_seq <= ``--threshold``
    (0.1), wall-clock to it including the compile.
@@ -58,19 +59,25 @@ def _run(argv: list[str], cache_dir: str) -> dict:
 TIME_PARTS = ("train_steps_time_s", "validation_time_s", "checkpoint_time_s", "logging_time_s")
 
 
-def _against_bare(name: str, run: dict, bare: dict) -> dict:
-    """The pipeline run's seq/s as a share of the bare loop's, and its time split."""
-    share = run["train_seq_per_s"] / bare["seq_per_s"]
+def _against_bare(name: str, run: dict, bares: list[dict]) -> dict:
+    """The pipeline run's seq/s as a share of the mean of the bare loops around it, the same
+    for its training batches alone, and its time split."""
+    bare = statistics.mean(b["seq_per_s"] for b in bares)
+    share = run["train_seq_per_s"] / bare
     split = {part: run[part] / run["train_time_s"] for part in TIME_PARTS if part in run}
+    # the training batches' own rate: how much of the gap lies inside Lightning's step
+    steps_share = share / split["train_steps_time_s"]
     rest = 1 - sum(value for part, value in split.items() if part != "logging_time_s")
     print(
         f"{name}: pipeline {run['train_seq_per_s']:.0f} seq/s = {100 * share:.0f} % of the bare "
-        f"loop's {bare['seq_per_s']:.0f}; of the fit's time "
+        f"loop's {bare:.0f} (before {bares[0]['seq_per_s']:.0f}, after "
+        f"{bares[1]['seq_per_s']:.0f}); its training batches alone {100 * steps_share:.0f} %; "
+        "of the fit's time "
         + ", ".join(f"{part.removesuffix('_time_s')} {100 * v:.1f} %" for part, v in split.items())
         + f", the rest (Lightning's loop, figures) {100 * rest:.1f} %",
         flush=True,
     )
-    return {"share_of_bare": share, "bare": bare, "split": split}
+    return {"share_of_bare": share, "steps_share": steps_share, "bare": bares, "split": split}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,9 +95,20 @@ def main(argv: list[str] | None = None) -> None:
     base = ["--model", "ntm", "--max_steps", "1000000", "--test_lengths", "20", *extra]
     timed = [*base, "--max_minutes", str(args.minutes)]
     cache = tempfile.mkdtemp(prefix="inductor-cache-")  # cold: an empty cache
+    env = {"TORCHINDUCTOR_CACHE_DIR": cache}
+
+    def bare(variant: str) -> dict | None:
+        return run_child(variant, args.bare_iterations, env=env) if args.bare_iterations else None
+
+    # each pipeline run between two bare loops of its step: this machine's speed drifts by
+    # 10-20 % from minute to minute, so one bare loop before or after would be a coin toss
+    bare_runs = {"eager": [bare("eager")]}
     eager = _run([*timed, "--compile", "false"], cache)
+    bare_runs["eager"].append(bare("eager"))
     cold = _run([*timed, "--compile", "true"], cache)
+    bare_runs["warm"] = [bare("compiled")]  # the cold run filled the cache
     warm = _run([*timed, "--compile", "true"], cache)
+    bare_runs["warm"].append(bare("compiled"))
     ratio = cold["train_seq_per_s"] / eager["train_seq_per_s"]
     print(
         f"eager {eager['train_seq_per_s']:.0f} seq/s; compiled {cold['train_seq_per_s']:.0f} "
@@ -103,10 +121,8 @@ def main(argv: list[str] | None = None) -> None:
 
     against_bare = {}
     if args.bare_iterations:
-        env = {"TORCHINDUCTOR_CACHE_DIR": cache}
-        for name, run, variant in (("eager", eager, "eager"), ("warm", warm, "compiled")):
-            bare = run_child(variant, args.bare_iterations, env=env)
-            against_bare[name] = _against_bare(name, run, bare)
+        for name, run in (("eager", eager), ("warm", warm)):
+            against_bare[name] = _against_bare(name, run, bare_runs[name])
 
     seeds = []
     for seed in args.seeds:
