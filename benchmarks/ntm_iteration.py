@@ -46,7 +46,7 @@ WARMUP = 20  # iterations before the timing starts: they hold the compile
 PARTS = ("data", "forward", "loss", "backward", "clip", "optimizer")
 
 
-def _endless(data):
+def endless_batches(data):
     """Training batches across epochs, as the pipeline draws them: the loader holds one
     epoch (``batches_per_epoch``), so a run longer than that starts the next."""
     while True:
@@ -76,7 +76,7 @@ def measure(variant: str, iterations: int, warmup: int, seed: int) -> dict:
         model.fuse_step(mode="max-autotune-no-cudagraphs")
     data = make_datamodule(config, task)
     data.setup("fit")
-    batches = _endless(data)
+    batches = endless_batches(data)
     parameters = list(model.parameters())
     optimizer = torch.optim.Adam(parameters, lr=config.optim.lr, eps=config.optim.adam_eps)
     clip = config.optim.clip_value

@@ -33,7 +33,7 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from benchmarks.common import machine, save
-from benchmarks.ntm_iteration import run_child
+from benchmarks.ntm_iteration import endless_batches, run_child
 
 FLOAT_BYTES = 4
 
@@ -95,7 +95,7 @@ def step_cost(batches: int, seed: int) -> dict[str, float]:
     model = make_module(config, task).model
     data = make_datamodule(config, task)
     data.setup("fit")
-    loader = iter(data.train_dataloader())
+    loader = endless_batches(data)
 
     def train_step(inputs, targets, mask) -> None:
         model.zero_grad(set_to_none=True)
