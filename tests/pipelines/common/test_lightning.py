@@ -138,3 +138,58 @@ def test_the_timer_reports_training_time(tmp_path):
     timer = Timer()
     fit(tmp_path, [timer], max_steps=2)
     assert timer.time_elapsed(RunningStage.TRAINING) > 0
+
+
+class StepLogger(pl.loggers.logger.Logger):
+    """Records the metrics each ``log_metrics`` call hands a logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logged: list[dict[str, float]] = []
+
+    name, version = "steps", 0
+
+    @property
+    def experiment(self):
+        return None
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.logged.append(dict(metrics))
+
+
+class FlagsLogging(Plateau):
+    """Logs its step count at every step and notes where Lightning says it will log."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flagged: list[int] = []
+
+    def training_step(self, batch, batch_idx):
+        if self.trainer._logger_connector.should_update_logs:
+            self.flagged.append(self.global_step)
+        self.log("seen_step", float(self.global_step))
+        return super().training_step(batch, batch_idx)
+
+
+def test_should_update_logs_in_a_training_step_names_the_steps_the_loggers_receive(tmp_path):
+    """SequenceModule calls ``self.log`` for training metrics only where this flag is set
+    (each call costs a compiled step a few percent): the flag must mark exactly the steps
+    whose values reach the loggers."""
+    logger = StepLogger()
+    module = FlagsLogging()
+    trainer = pl.Trainer(
+        max_steps=12,
+        log_every_n_steps=5,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, train_dataloaders=loader())
+    received = [int(m["seen_step"]) for m in logger.logged if "seen_step" in m]
+    assert received == [4, 9]  # the 5th and 10th batches
+    assert module.flagged == received
