@@ -17,6 +17,20 @@ hold the compile). Variants:
   choices, GEMM templates included, at compile time).
 
 Each variant runs in a fresh process (a compile, a thread count), with the same seed and data.
+
+    python -m benchmarks.ntm_iteration --variants eager compiled --iterations 1000 --inside_pipeline
+
+``--inside_pipeline`` times the ``eager`` or ``compiled`` iteration inside one
+``pipelines.train`` run instead (``--iterations`` Lightning batches after a first block that
+holds the compile). Comparing a pipeline run with bare loops in other processes cannot tell
+Lightning's cost per batch from the drift of a machine whose speed moves 10-20 % within
+minutes; here the run alternates ``--block`` Lightning batches, each timed from
+``on_train_batch_start`` to ``on_train_batch_end`` (training step, backward, the module's
+clipping, the optimizer step, logging, callbacks), with the same batches again as bare
+iterations of the same model and optimizer, so drift touches both alike. The time between two
+Lightning batches (data loader, loop, validations) is reported apart. The bare blocks are real
+optimizer steps on repeated batches: they change the trajectory, not the cost of a step.
+Arguments after ``--`` go to the train run (MLflow experiment ``benchmarks``).
 """
 
 from __future__ import annotations
@@ -30,6 +44,7 @@ import subprocess
 import sys
 import time
 
+import pytorch_lightning as pl
 import torch
 
 from benchmarks.common import machine, save
@@ -43,6 +58,7 @@ VARIANTS = (
     "compiled-autotune",
 )
 WARMUP = 20  # iterations before the timing starts: they hold the compile
+BLOCK = 40  # --inside_pipeline: Lightning batches, then as many bare iterations
 PARTS = ("data", "forward", "loss", "backward", "clip", "optimizer")
 
 
@@ -51,6 +67,84 @@ def endless_batches(data):
     epoch (``batches_per_epoch``), so a run longer than that starts the next."""
     while True:
         yield from data.train_dataloader()
+
+
+class InterleavedTimer(pl.Callback):
+    """Times Lightning's batches and, after every ``block`` of them, bare iterations of the
+    same batches."""
+
+    def __init__(self, block: int) -> None:
+        self.block = block
+        self.lightning: list[float] = []
+        self.bare: list[float] = []
+        self.between: list[float] = []
+        self._pending: list = []
+        self._started = 0.0
+        self._ended: float | None = None
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self._started = time.perf_counter()
+        if self._ended is not None:
+            self.between.append(self._started - self._ended)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.lightning.append(time.perf_counter() - self._started)
+        self._pending.append(batch)
+        if len(self._pending) == self.block:
+            self._run_bare(module, trainer.optimizers[0])
+            self._pending = []
+        self._ended = time.perf_counter()
+
+    def _run_bare(self, module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> None:
+        from models.metrics import masked_bce_loss
+
+        for inputs, targets, mask in self._pending:
+            started = time.perf_counter()
+            loss = masked_bce_loss(module.model(inputs), targets, mask)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            module.configure_gradient_clipping(optimizer)
+            optimizer.step()
+            self.bare.append(time.perf_counter() - started)
+
+
+def summarize(timer: InterleavedTimer, block: int) -> dict:
+    """Medians and means in ms; the first block (the compile) is left out of Lightning's."""
+    lightning, bare = timer.lightning[block:], timer.bare
+    if not lightning or not bare:
+        raise SystemExit(
+            f"ntm_iteration: {len(timer.lightning)} Lightning batches gave no timed pair of "
+            f"blocks of {block}; raise --iterations or lower --block"
+        )
+
+    def stats(values: list[float]) -> dict:
+        return {
+            "n": len(values),
+            "median_ms": 1000 * statistics.median(values),
+            "mean_ms": 1000 * statistics.fmean(values),
+        }
+
+    result = {"lightning": stats(lightning), "bare": stats(bare)}
+    if timer.between:
+        result["between"] = stats(timer.between[block:] or timer.between)
+    result["ratio_median"] = result["lightning"]["median_ms"] / result["bare"]["median_ms"]
+    result["ratio_mean"] = result["lightning"]["mean_ms"] / result["bare"]["mean_ms"]
+    return result
+
+
+def measure_inside_pipeline(variant: str, iterations: int, block: int, extra: list[str]) -> dict:
+    """Runs in the child process: one train run of ``block + iterations`` batches, timed by
+    :class:`InterleavedTimer`."""
+    from pipelines.common.config import parse_config
+    from pipelines.sequence.config import TrainConfig
+    from pipelines.sequence.fit import train
+
+    compiled = str(variant == "compiled").lower()
+    train_argv = ["--model", "ntm", "--compile", compiled, "--max_steps", str(block + iterations)]
+    train_argv += ["--max_minutes", "60", "--experiment_name", "benchmarks", *extra]
+    timer = InterleavedTimer(block)
+    train(parse_config(TrainConfig, train_argv), callbacks=[timer])
+    return {"variant": variant, "threads": torch.get_num_threads(), **summarize(timer, block)}
 
 
 def measure(variant: str, iterations: int, warmup: int, seed: int) -> dict:
@@ -131,25 +225,49 @@ def run_child(
     warmup: int = WARMUP,
     seed: int = 0,
     env: dict[str, str] | None = None,
+    block: int | None = None,
+    extra: list[str] | None = None,
 ) -> dict:
-    """:func:`measure` of ``variant`` in a fresh process (its own compile and thread count)."""
+    """:func:`measure` of ``variant`` in a fresh process (its own compile and thread count), or
+    with ``block`` :func:`measure_inside_pipeline` (``extra``: train arguments)."""
     command = [sys.executable, "-m", "benchmarks.ntm_iteration", "--child", variant]
     command += ["--iterations", str(iterations), "--warmup", str(warmup), "--seed", str(seed)]
+    if block is not None:
+        command += ["--inside_pipeline", "--block", str(block), "--", *(extra or [])]
     environment = None if env is None else {**os.environ, **env}
     done = subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--iterations", type=int, default=150)
     parser.add_argument("--warmup", type=int, default=WARMUP)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--inside_pipeline", action="store_true", help="time inside a train run (see above)"
+    )
+    parser.add_argument("--block", type=int, default=BLOCK, help="with --inside_pipeline")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.inside_pipeline and not args.child:
+        if not set(args.variants) <= {"eager", "compiled"}:
+            parser.error("--inside_pipeline times the eager and compiled variants only")
+        if args.block < 1:
+            parser.error("--block must be at least 1")
     if args.child:
-        print(json.dumps(measure(args.child, args.iterations, args.warmup, args.seed)))
+        if args.inside_pipeline:
+            result = measure_inside_pipeline(args.child, args.iterations, args.block, extra)
+        else:
+            result = measure(args.child, args.iterations, args.warmup, args.seed)
+        print(json.dumps(result))
+        return
+    if args.inside_pipeline:
+        _report_inside_pipeline(args, extra)
         return
 
     results = []
@@ -169,6 +287,29 @@ def main(argv: list[str] | None = None) -> None:
         )
     print(f"median seq/s {statistics.median(r['seq_per_s'] for r in results):.0f}")
     save("ntm_iteration", {"argv": sys.argv[1:], "results": results})
+
+
+def _report_inside_pipeline(args: argparse.Namespace, extra: list[str]) -> None:
+    results = []
+    for variant in args.variants:
+        result = run_child(variant, args.iterations, block=args.block, extra=extra)
+        light, bare = result["lightning"], result["bare"]
+        print(
+            f"{variant}: a Lightning batch {light['median_ms']:.2f} ms median, "
+            f"{light['mean_ms']:.2f} mean (n={light['n']}); the bare iteration "
+            f"{bare['median_ms']:.2f} / {bare['mean_ms']:.2f} (n={bare['n']}); Lightning / bare "
+            f"{result['ratio_median']:.3f} (medians), {result['ratio_mean']:.3f} (means)",
+            flush=True,
+        )
+        if "between" in result:
+            between = result["between"]
+            print(
+                f"{variant}: between two Lightning batches (data loader, loop, validations) "
+                f"{between['median_ms']:.2f} ms median, {between['mean_ms']:.2f} mean"
+            )
+        results.append(result)
+    print(f"machine: {machine()}")
+    save("ntm_iteration_inside_pipeline", {"argv": sys.argv[1:], "results": results})
 
 
 if __name__ == "__main__":

@@ -217,6 +217,13 @@ HOW: dict[str, Runnable | Elsewhere] = {
     "python -m benchmarks.ntm_iteration --variants eager compiled --iterations 150": Runnable(
         {"iterations": "2", "warmup": "1"}, saves="ntm_iteration", env=NO_COMPILE
     ),
+    "python -m benchmarks.ntm_iteration --variants eager compiled --iterations 1000 "
+    "--inside_pipeline": Runnable(
+        {"iterations": "4", "block": "2"},
+        tail=("--", *BENCH_TRAIN),
+        saves="ntm_iteration_inside_pipeline",
+        env=NO_COMPILE,
+    ),
     "python -m benchmarks.roofline --seconds 2 --iterations 100": Runnable(
         {
             "seconds": "0.01",
