@@ -44,20 +44,27 @@ def loader() -> DataLoader:
     return DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=2)
 
 
-def fit(tmp_path: Path, callbacks, max_steps: int = 12, **kwargs) -> pl.Trainer:
+def fit(
+    tmp_path: Path,
+    callbacks,
+    max_steps: int = 12,
+    module: pl.LightningModule | None = None,
+    logger=False,
+    **kwargs,
+) -> pl.Trainer:
     trainer = pl.Trainer(
         max_steps=max_steps,
         val_check_interval=4,
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
-        logger=False,
+        logger=logger,
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=tmp_path,
         callbacks=callbacks,
         **kwargs,
     )
-    trainer.fit(Plateau(), train_dataloaders=loader(), val_dataloaders=loader())
+    trainer.fit(module or Plateau(), train_dataloaders=loader(), val_dataloaders=loader())
     return trainer
 
 
@@ -180,16 +187,7 @@ def test_should_update_logs_in_a_training_step_names_the_steps_the_loggers_recei
     whose values reach the loggers."""
     logger = StepLogger()
     module = FlagsLogging()
-    trainer = pl.Trainer(
-        max_steps=12,
-        log_every_n_steps=5,
-        logger=logger,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(module, train_dataloaders=loader())
+    fit(tmp_path, [], max_steps=12, module=module, logger=logger, log_every_n_steps=5)
     received = [int(m["seen_step"]) for m in logger.logged if "seen_step" in m]
     assert received == [4, 9]  # the 5th and 10th batches
     assert module.flagged == received
