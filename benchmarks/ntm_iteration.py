@@ -108,8 +108,9 @@ class InterleavedTimer(pl.Callback):
             self.bare.append(time.perf_counter() - started)
 
 
-def summarize(timer: InterleavedTimer, block: int) -> dict:
+def summarize(timer: InterleavedTimer) -> dict:
     """Medians and means in ms; the first block (the compile) is left out of Lightning's."""
+    block = timer.block
     lightning, bare = timer.lightning[block:], timer.bare
     if not lightning or not bare:
         raise SystemExit(
@@ -144,7 +145,7 @@ def measure_inside_pipeline(variant: str, iterations: int, block: int, extra: li
     train_argv += ["--max_minutes", "60", "--experiment_name", "benchmarks", *extra]
     timer = InterleavedTimer(block)
     train(parse_config(TrainConfig, train_argv), callbacks=[timer])
-    return {"variant": variant, "threads": torch.get_num_threads(), **summarize(timer, block)}
+    return {"variant": variant, "threads": torch.get_num_threads(), **summarize(timer)}
 
 
 def measure(variant: str, iterations: int, warmup: int, seed: int) -> dict:
