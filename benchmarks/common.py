@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -26,6 +27,16 @@ def machine() -> str:
         f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), {device}"
     )
+
+
+def split_train_args(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """``(the script's own arguments, the train arguments after --)`` of ``argv`` (or of the
+    command line)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--" not in argv:
+        return list(argv), []
+    at = argv.index("--")
+    return argv[:at], argv[at + 1 :]
 
 
 def git_commit() -> str:

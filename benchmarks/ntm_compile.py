@@ -28,7 +28,7 @@ import tempfile
 
 from mlflow.tracking import MlflowClient
 
-from benchmarks.common import machine, save
+from benchmarks.common import machine, save, split_train_args
 from benchmarks.ntm_iteration import run_child
 from pipelines.tracking.store import tracking_uri
 
@@ -81,9 +81,7 @@ def _against_bare(name: str, run: dict, bares: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = split_train_args(argv)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=1.5)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])

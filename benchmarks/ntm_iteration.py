@@ -47,7 +47,7 @@ import time
 import pytorch_lightning as pl
 import torch
 
-from benchmarks.common import machine, save
+from benchmarks.common import machine, save, split_train_args
 
 VARIANTS = (
     "eager",
@@ -241,9 +241,7 @@ def run_child(
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = split_train_args(argv)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--iterations", type=int, default=150)

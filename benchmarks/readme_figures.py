@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -26,7 +25,7 @@ import matplotlib.pyplot as plt
 import torch
 from mlflow.tracking import MlflowClient
 
-from benchmarks.common import machine, save
+from benchmarks.common import machine, save, split_train_args
 from datamodules.synthetic import make_test_set
 from pipelines.common.config import parse_config
 from pipelines.sequence.config import TrainConfig
@@ -46,9 +45,7 @@ def out_dir() -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = split_train_args(argv)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max_minutes", type=float, default=3.0, help="budget of each model")
     parser.add_argument("--test_size", type=int, default=1000, help="sequences per length")
